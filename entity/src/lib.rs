@@ -1,0 +1,12 @@
+//! sea-orm entities for deployql's tables.
+//!
+//! This crate knows nothing of GraphQL: the API wraps these models in its own
+//! output types, so the tables and the schema can evolve separately.
+
+pub mod deployment;
+pub mod deployment_replica;
+pub mod deployment_resources;
+pub mod deployment_status_history;
+pub mod status;
+
+pub use status::{DeploymentStatus, ReplicaStatus};

@@ -1,0 +1,137 @@
+//! What each subcommand does, so `main` only parses and dispatches.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::JwtKeys,
+    config::{Config, JwtSecret},
+    db::{self, StatementCounter},
+    http,
+    service::demo,
+};
+
+pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long the dev-mode demo token is valid.
+const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Connects and applies pending migrations.
+pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
+    let db = db::connect(
+        &config.database_url,
+        config.db_max_connections,
+        &StatementCounter::default(),
+    )
+    .await
+    .map_err(|err| {
+        format!(
+            "cannot connect to {}: {err}",
+            redacted(&config.database_url)
+        )
+    })?;
+    db::migrate(&db)
+        .await
+        .map_err(|err| format!("migration failed: {err}"))?;
+    Ok(db)
+}
+
+/// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> AppResult<()> {
+    let db = connect_and_migrate(&config).await?;
+    let (keys, demo_token) = match &config.jwt_secret {
+        Some(secret) => (JwtKeys::new(secret), None),
+        None => dev_mode(&db).await?,
+    };
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
+    let addr = listener.local_addr()?;
+    let state = http::AppState::new(db, keys, demo_token.as_deref());
+    tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
+    if let Some(token) = demo_token {
+        println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");
+        println!(
+            "Demo user {}; paste this header into any client:",
+            demo::DEMO_USER
+        );
+        println!("Authorization: Bearer {token}\n");
+    }
+    http::serve(listener, http::router(state), shutdown_signal()).await?;
+    Ok(())
+}
+
+/// No JWT_SECRET: a random secret for this run, demo data, and a demo token.
+async fn dev_mode(db: &DatabaseConnection) -> AppResult<(JwtKeys, Option<String>)> {
+    tracing::warn!(
+        "JWT_SECRET is not set: dev mode with a random secret for this run; \
+         set JWT_SECRET (at least 32 bytes) in production"
+    );
+    let keys = JwtKeys::new(&JwtSecret::random()?);
+    if demo::seed_if_empty(db).await? {
+        tracing::info!(user = %demo::DEMO_USER, "inserted demo deployments into the empty database");
+    }
+    let token = keys.mint(demo::DEMO_USER, DEMO_TOKEN_TTL)?;
+    Ok((keys, Some(token)))
+}
+
+/// Hides the password of a database URL in messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn database_password_is_hidden() {
+        assert_eq!(
+            redacted("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redacted("sqlite://deployql.db?mode=rwc"),
+            "sqlite://deployql.db?mode=rwc"
+        );
+    }
+}

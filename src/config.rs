@@ -1,0 +1,145 @@
+//! Command line and environment configuration, read once in `main`.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+/// deployql: the deployment-status GraphQL API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations and serve the API (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+    /// Mint an HS256 bearer token for a user, signed with JWT_SECRET.
+    Token {
+        /// The user's UUID, the token's `sub`.
+        #[arg(long)]
+        user: Uuid,
+        /// How long the token is valid: a number with a unit, s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Database URL: `sqlite://FILE?mode=rwc` (embedded) or `postgres://...`.
+    #[arg(
+        long,
+        env,
+        global = true,
+        default_value = "sqlite://deployql.db?mode=rwc"
+    )]
+    pub database_url: String,
+    /// HS256 signing secret, at least 32 bytes. Unset: dev mode (random secret, demo data).
+    #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+    /// Address the HTTP server listens on.
+    #[arg(long, env, global = true, default_value = "127.0.0.1:8000")]
+    pub listen_addr: SocketAddr,
+    /// Largest number of pooled database connections.
+    #[arg(long, env, global = true, default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// The JWT signing secret; never printed.
+#[derive(Clone)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    pub const MIN_BYTES: usize = 32;
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value.len() < Self::MIN_BYTES {
+            return Err(format!(
+                "JWT_SECRET must be at least {} bytes, got {}; generate one with `openssl rand -hex 32`",
+                Self::MIN_BYTES,
+                value.len()
+            ));
+        }
+        Ok(Self(value.as_bytes().to_vec()))
+    }
+
+    /// A fresh random secret for dev mode.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = vec![0; Self::MIN_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret([redacted])")
+    }
+}
+
+/// Parses durations such as `90s`, `15m`, `1h` or `7d`.
+pub fn parse_ttl(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration such as 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{value}` needs a unit: s, m, h or d")),
+    };
+    if number == 0 {
+        return Err("the ttl must be positive".to_owned());
+    }
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{value}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_accepts_each_unit() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+    }
+
+    #[test]
+    fn ttl_refuses_missing_units_and_zero() {
+        assert!(parse_ttl("10").is_err());
+        assert!(parse_ttl("h").is_err());
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("1w").is_err());
+    }
+
+    #[test]
+    fn short_secret_is_refused_and_never_printed() {
+        assert!(JwtSecret::parse("short").is_err());
+        let secret = JwtSecret::parse(&"x".repeat(32)).map_err(|e| e.to_string());
+        assert_eq!(format!("{secret:?}"), "Ok(JwtSecret([redacted]))");
+    }
+}

@@ -1,0 +1,205 @@
+//! The `Deployment` type and the queries that return deployments.
+
+use async_graphql::{Context, ID, Object, Result, ResultExt};
+use chrono::{DateTime, Utc};
+use entity::deployment;
+use sea_orm::DatabaseConnection;
+
+use super::{
+    connection::DeploymentConnection,
+    loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
+    null_on_error,
+    types::{
+        DeploymentStatus, Health, Replica, ReplicaCounts, ReplicaStatus, Resources, StatusChange,
+    },
+};
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    service::{deployments, health, pagination},
+};
+
+/// Largest `statusHistory(limit:)`.
+const MAX_HISTORY: i32 = 100;
+
+/// A deployment of the authenticated user. Nested fields resolve lazily.
+#[derive(Debug)]
+pub struct Deployment {
+    model: deployment::Model,
+    /// Counts fetched together with the row, when they were.
+    counts: Option<health::ReplicaCounts>,
+}
+
+impl Deployment {
+    pub fn new(model: deployment::Model) -> Self {
+        Self {
+            model,
+            counts: None,
+        }
+    }
+
+    async fn counts(&self, ctx: &Context<'_>) -> Result<health::ReplicaCounts> {
+        if let Some(counts) = self.counts {
+            return Ok(counts);
+        }
+        let loaders = ctx.data::<Loaders>()?;
+        Ok(loaders
+            .load_one(CountsOf(self.model.id))
+            .await
+            .extend()?
+            .unwrap_or_default())
+    }
+}
+
+#[Object]
+impl Deployment {
+    /// Deployment id (a UUID).
+    async fn id(&self) -> ID {
+        ID(self.model.id.to_string())
+    }
+    /// Name, unique among the user's live deployments.
+    async fn name(&self) -> &str {
+        &self.model.name
+    }
+    /// Lifecycle state.
+    async fn status(&self) -> DeploymentStatus {
+        self.model.status.into()
+    }
+    /// Health verdict from the replicas' states and the target count.
+    async fn health(&self, ctx: &Context<'_>) -> Result<Health> {
+        Ok(self
+            .counts(ctx)
+            .await?
+            .health(self.model.target_replicas)
+            .into())
+    }
+    /// How many replicas should run.
+    async fn target_replicas(&self) -> i32 {
+        self.model.target_replicas
+    }
+    /// The replicas, oldest start first; optionally only those in `status`.
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn replicas(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only replicas in this status.")] status: Option<ReplicaStatus>,
+    ) -> Result<Vec<Replica>> {
+        let loaders = ctx.data::<Loaders>()?;
+        let replicas = loaders.load_one(ReplicasOf(self.model.id)).await.extend()?;
+        let wanted = status.map(entity::ReplicaStatus::from);
+        Ok(replicas
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| wanted.is_none_or(|s| r.status == s))
+            .map(Replica)
+            .collect())
+    }
+    /// Replica counts, total and per status (no replica rows are loaded).
+    async fn replica_counts(&self, ctx: &Context<'_>) -> Result<ReplicaCounts> {
+        Ok(self.counts(ctx).await?.into())
+    }
+    /// Allocated resources; null when the deployment has none.
+    async fn resources(&self, ctx: &Context<'_>) -> Result<Option<Resources>> {
+        let loaders = ctx.data::<Loaders>()?;
+        let resources = loaders.load_one(ResourcesOf(self.model.id)).await;
+        Ok(null_on_error(ctx, resources).map(Resources))
+    }
+    /// Status changes, newest first.
+    #[graphql(complexity = "limit.clamp(1, MAX_HISTORY) as usize * child_complexity")]
+    async fn status_history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10, desc = "How many changes, 1 to 100.")] limit: i32,
+    ) -> Result<Vec<StatusChange>> {
+        if !(1..=MAX_HISTORY).contains(&limit) {
+            return Err(ApiError::bad_input(format!(
+                "`limit` must be between 1 and {MAX_HISTORY}, got {limit}"
+            )))
+            .extend();
+        }
+        let key = HistoryOf {
+            id: self.model.id,
+            limit: limit.unsigned_abs().into(),
+        };
+        let loaders = ctx.data::<Loaders>()?;
+        let changes = loaders.load_one(key).await.extend()?.unwrap_or_default();
+        Ok(changes.into_iter().map(StatusChange).collect())
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.model.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.model.updated_at
+    }
+}
+
+/// Finds a live deployment of `user` and logs the status lookup.
+async fn lookup(db: &DatabaseConnection, user: AuthUser, id: &ID) -> Result<Deployment, ApiError> {
+    let not_found = || ApiError::DeploymentNotFound(id.to_string());
+    let uuid = id.parse().map_err(|_| not_found())?;
+    let (model, counts) = deployments::find_with_counts(db, user.0, uuid)
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!(
+        deployment = %model.name,
+        user = %user,
+        status = ?model.status,
+        health = ?counts.health(model.target_replicas),
+        replicas_running = counts.running,
+        replicas_target = model.target_replicas,
+        "status lookup"
+    );
+    Ok(Deployment {
+        model,
+        counts: Some(counts),
+    })
+}
+
+/// Read queries on deployments.
+#[derive(Debug, Default)]
+pub struct DeploymentQuery;
+
+#[Object]
+impl DeploymentQuery {
+    /// One of your deployments by id. A missing, foreign, deleted or malformed
+    /// id gives null and a `NOT_FOUND` error.
+    #[graphql(complexity = "10 + child_complexity")]
+    async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Deployment>> {
+        let user = *ctx.data::<AuthUser>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        Ok(null_on_error(ctx, lookup(db, user, &id).await.map(Some)))
+    }
+
+    /// Your deployments, newest first, `first` (1 to 100) at a time.
+    #[graphql(
+        complexity = "10 + first.clamp(1, pagination::MAX_PAGE_SIZE) as usize * child_complexity"
+    )]
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size, 1 to 100.")] first: i32,
+        #[graphql(desc = "Cursor of the last row of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only deployments in this status.")] status: Option<DeploymentStatus>,
+        #[graphql(desc = "Only deployments with this health.")] health: Option<Health>,
+    ) -> Result<DeploymentConnection> {
+        let user = *ctx.data::<AuthUser>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let first = pagination::page_size(first).extend()?;
+        let after = after
+            .as_deref()
+            .map(pagination::Cursor::decode)
+            .transpose()
+            .extend()?;
+        let filter = deployments::ListFilter {
+            user: user.0,
+            status: status.map(Into::into),
+            health: health.map(Into::into),
+        };
+        let page = deployments::list_page(db, &filter, first, after)
+            .await
+            .extend()?;
+        Ok(DeploymentConnection::new(page, filter, after.is_some()))
+    }
+}

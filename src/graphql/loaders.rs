@@ -1,0 +1,117 @@
+//! Per-request DataLoaders. A loader lives for one request only: its cache
+//! holds one user's rows and must never serve another request.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{
+    deployment_replica as replica, deployment_resources as resources,
+    deployment_status_history as history,
+};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::{
+    error::ApiError,
+    service::{health::ReplicaCounts, related},
+};
+
+/// Every replica of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplicasOf(pub Uuid);
+
+/// A deployment's resource allocation, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResourcesOf(pub Uuid);
+
+/// A deployment's replica counts per status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CountsOf(pub Uuid);
+
+/// A deployment's newest `limit` status changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HistoryOf {
+    pub id: Uuid,
+    pub limit: u64,
+}
+
+/// Batches each key type into one SQL statement per request tick.
+#[derive(Debug)]
+pub struct DeploymentLoader {
+    db: DatabaseConnection,
+}
+
+pub type Loaders = DataLoader<DeploymentLoader>;
+
+/// A fresh loader set for one request.
+pub fn for_request(db: DatabaseConnection) -> Loaders {
+    DataLoader::new(DeploymentLoader { db }, tokio::spawn)
+}
+
+fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = keys.iter().map(|k| id(*k)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+impl Loader<ReplicasOf> for DeploymentLoader {
+    type Value = Vec<replica::Model>;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[ReplicasOf],
+    ) -> Result<HashMap<ReplicasOf, Self::Value>, ApiError> {
+        let rows = related::replicas_of(&self.db, &ids(keys, |k| k.0)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, r)| (ReplicasOf(id), r))
+            .collect())
+    }
+}
+
+impl Loader<ResourcesOf> for DeploymentLoader {
+    type Value = resources::Model;
+    type Error = ApiError;
+
+    async fn load(
+        &self,
+        keys: &[ResourcesOf],
+    ) -> Result<HashMap<ResourcesOf, Self::Value>, ApiError> {
+        let rows = related::resources_of(&self.db, &ids(keys, |k| k.0)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, r)| (ResourcesOf(id), r))
+            .collect())
+    }
+}
+
+impl Loader<CountsOf> for DeploymentLoader {
+    type Value = ReplicaCounts;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[CountsOf]) -> Result<HashMap<CountsOf, Self::Value>, ApiError> {
+        let rows = related::replica_counts_of(&self.db, &ids(keys, |k| k.0)).await?;
+        Ok(rows.into_iter().map(|(id, c)| (CountsOf(id), c)).collect())
+    }
+}
+
+impl Loader<HistoryOf> for DeploymentLoader {
+    type Value = Vec<history::Model>;
+    type Error = ApiError;
+
+    async fn load(&self, keys: &[HistoryOf]) -> Result<HashMap<HistoryOf, Self::Value>, ApiError> {
+        // One statement at the largest limit asked for; smaller limits take a prefix.
+        let max = keys.iter().map(|k| k.limit).max().unwrap_or(0);
+        let rows = related::history_of(&self.db, &ids(keys, |k| k.id), max).await?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let mut changes = rows.get(&key.id).cloned().unwrap_or_default();
+                changes.truncate(usize::try_from(key.limit).unwrap_or(usize::MAX));
+                (*key, changes)
+            })
+            .collect())
+    }
+}

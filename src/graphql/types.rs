@@ -1,0 +1,166 @@
+//! Enums and leaf objects of the schema.
+
+use async_graphql::{Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::{deployment_replica, deployment_resources, deployment_status_history};
+
+use crate::service::health;
+
+/// Lifecycle state of a deployment.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::DeploymentStatus")]
+pub enum DeploymentStatus {
+    /// Accepted, waiting to be scheduled.
+    Pending,
+    /// Placed on nodes; replicas are starting.
+    Scheduled,
+    /// Serving.
+    Running,
+    /// Stopped on purpose (or deleted).
+    Stopped,
+    /// Could not be brought up.
+    Failed,
+}
+
+/// Lifecycle state of one replica.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "entity::ReplicaStatus")]
+pub enum ReplicaStatus {
+    /// Waiting for a node.
+    Pending,
+    /// Container starting.
+    Starting,
+    /// Container up and serving.
+    Running,
+    /// Being shut down.
+    Stopping,
+    /// Shut down.
+    Stopped,
+    /// Crashed or could not start.
+    Failed,
+}
+
+/// Overall health verdict, computed from the replicas and the target count.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "health::Health")]
+pub enum Health {
+    /// Enough replicas running and none failed.
+    Healthy,
+    /// Some replicas running, but one failed or fewer run than targeted.
+    Degraded,
+    /// No replicas, or none running.
+    Unhealthy,
+}
+
+/// One replica (container) of a deployment.
+#[derive(Debug)]
+pub struct Replica(pub deployment_replica::Model);
+
+#[Object]
+impl Replica {
+    /// Replica id.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Node the replica is placed on, once scheduled.
+    async fn node_id(&self) -> Option<ID> {
+        self.0.node_id.map(|id| ID(id.to_string()))
+    }
+    /// Current state.
+    async fn status(&self) -> ReplicaStatus {
+        self.0.status.into()
+    }
+    /// Container runtime id, once created.
+    async fn container_id(&self) -> Option<&str> {
+        self.0.container_id.as_deref()
+    }
+    /// When the container started.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    /// When the container stopped.
+    async fn stopped_at(&self) -> Option<DateTime<Utc>> {
+        self.0.stopped_at
+    }
+}
+
+/// Resources allocated to each replica of a deployment.
+#[derive(Debug)]
+pub struct Resources(pub deployment_resources::Model);
+
+#[Object]
+impl Resources {
+    /// CPU cores (fractions allowed).
+    async fn cpu_cores(&self) -> f64 {
+        self.0.cpu_cores
+    }
+    /// Memory in MiB.
+    async fn memory_mb(&self) -> i32 {
+        self.0.memory_mb
+    }
+    /// Whole GPUs.
+    async fn gpu_units(&self) -> i32 {
+        self.0.gpu_units
+    }
+    /// Persistent storage in GB.
+    async fn storage_gb(&self) -> i32 {
+        self.0.storage_gb
+    }
+}
+
+/// One status transition of a deployment.
+#[derive(Debug)]
+pub struct StatusChange(pub deployment_status_history::Model);
+
+#[Object]
+impl StatusChange {
+    /// Status before the change; null for the first entry.
+    async fn old_status(&self) -> Option<DeploymentStatus> {
+        self.0.old_status.map(Into::into)
+    }
+    /// Status after the change.
+    async fn new_status(&self) -> DeploymentStatus {
+        self.0.new_status.into()
+    }
+    /// When it changed.
+    async fn changed_at(&self) -> DateTime<Utc> {
+        self.0.changed_at
+    }
+    /// Why it changed, when known.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+}
+
+/// How many replicas a deployment has, in total and per status.
+#[derive(SimpleObject, Debug, Clone, Copy)]
+pub struct ReplicaCounts {
+    /// All replicas, whatever their status.
+    pub total: i64,
+    /// Replicas waiting for a node.
+    pub pending: i64,
+    /// Replicas starting.
+    pub starting: i64,
+    /// Replicas running.
+    pub running: i64,
+    /// Replicas shutting down.
+    pub stopping: i64,
+    /// Replicas shut down.
+    pub stopped: i64,
+    /// Replicas that failed.
+    pub failed: i64,
+}
+
+impl From<health::ReplicaCounts> for ReplicaCounts {
+    fn from(c: health::ReplicaCounts) -> Self {
+        Self {
+            total: c.total(),
+            pending: c.pending,
+            starting: c.starting,
+            running: c.running,
+            stopping: c.stopping,
+            stopped: c.stopped,
+            failed: c.failed,
+        }
+    }
+}

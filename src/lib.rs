@@ -1,0 +1,11 @@
+//! deployql: a GraphQL API for a container deployment platform's deployment
+//! status, scoped to the user in the bearer token.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod service;

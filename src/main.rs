@@ -1,0 +1,45 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use deployql::{
+    app,
+    auth::JwtKeys,
+    config::{Cli, Command},
+    graphql,
+};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => app::serve(cli.config).await,
+        Command::Migrate => app::connect_and_migrate(&cli.config).await.map(|_| ()),
+        Command::Schema => {
+            print!("{}", graphql::build_schema().sdl());
+            Ok(())
+        }
+        Command::Token { user, ttl } => match &cli.config.jwt_secret {
+            Some(secret) => JwtKeys::new(secret)
+                .mint(user, ttl)
+                .map(|token| println!("{token}"))
+                .map_err(Into::into),
+            None => {
+                Err("`deployql token` signs with JWT_SECRET; set it (at least 32 bytes)".into())
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("deployql: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

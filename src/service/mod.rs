@@ -1,0 +1,7 @@
+//! The service layer: every SQL statement the API runs lives here.
+
+pub mod demo;
+pub mod deployments;
+pub mod health;
+pub mod pagination;
+pub mod related;
