@@ -8,7 +8,7 @@ use sea_orm::DatabaseConnection;
 use super::{
     connection::DeploymentConnection,
     loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
-    null_on_error,
+    null_on_error, prefetch,
     types::{
         DeploymentStatus, Health, Replica, ReplicaCounts, ReplicaStatus, Resources, StatusChange,
     },
@@ -102,7 +102,7 @@ impl Deployment {
     async fn resources(&self, ctx: &Context<'_>) -> Result<Option<Resources>> {
         let loaders = ctx.data::<Loaders>()?;
         let resources = loaders.load_one(ResourcesOf(self.model.id)).await;
-        Ok(null_on_error(ctx, resources).map(Resources))
+        Ok(null_on_error(ctx, resources.map(|found| found.flatten())).map(Resources))
     }
     /// Status changes, newest first.
     #[graphql(complexity = "limit.clamp(1, MAX_HISTORY) as usize * child_complexity")]
@@ -173,20 +173,19 @@ impl DeploymentQuery {
     }
 
     /// Your deployments, newest first, `first` (1 to 100) at a time.
-    #[graphql(
-        complexity = "10 + first.clamp(1, pagination::MAX_PAGE_SIZE) as usize * child_complexity"
-    )]
+    #[graphql(complexity = "10 + pagination::page_cost(first) * child_complexity")]
     async fn deployments(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "Page size, 1 to 100.")] first: i32,
+        #[graphql(default = 20, desc = "Page size, 1 to 100 (null means 20).")] first: Option<i32>,
         #[graphql(desc = "Cursor of the last row of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only deployments in this status.")] status: Option<DeploymentStatus>,
         #[graphql(desc = "Only deployments with this health.")] health: Option<Health>,
     ) -> Result<DeploymentConnection> {
         let user = *ctx.data::<AuthUser>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        let first = pagination::page_size(first).extend()?;
+        let first =
+            pagination::page_size(first.unwrap_or(pagination::DEFAULT_PAGE_SIZE)).extend()?;
         let after = after
             .as_deref()
             .map(pagination::Cursor::decode)
@@ -200,6 +199,8 @@ impl DeploymentQuery {
         let page = deployments::list_page(db, &filter, first, after)
             .await
             .extend()?;
+        let ids: Vec<_> = page.rows.iter().map(|row| row.id).collect();
+        prefetch::page(ctx, &ids).await.extend()?;
         Ok(DeploymentConnection::new(page, filter, after.is_some()))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{
     deployment_replica as replica, deployment_resources as resources,
     deployment_status_history as history,
@@ -41,11 +41,16 @@ pub struct DeploymentLoader {
     db: DatabaseConnection,
 }
 
-pub type Loaders = DataLoader<DeploymentLoader>;
+pub type Loaders = DataLoader<DeploymentLoader, HashMapCache>;
 
 /// A fresh loader set for one request.
 pub fn for_request(db: DatabaseConnection) -> Loaders {
-    DataLoader::new(DeploymentLoader { db }, tokio::spawn)
+    // The cache lets the look-ahead prefetch serve the nested resolvers.
+    DataLoader::with_cache(
+        DeploymentLoader { db },
+        tokio::spawn,
+        HashMapCache::default(),
+    )
 }
 
 fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {
@@ -63,27 +68,26 @@ impl Loader<ReplicasOf> for DeploymentLoader {
         &self,
         keys: &[ReplicasOf],
     ) -> Result<HashMap<ReplicasOf, Self::Value>, ApiError> {
-        let rows = related::replicas_of(&self.db, &ids(keys, |k| k.0)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, r)| (ReplicasOf(id), r))
+        let mut rows = related::replicas_of(&self.db, &ids(keys, |k| k.0)).await?;
+        // Every key gets an entry, so a deployment without replicas is cached too.
+        Ok(keys
+            .iter()
+            .map(|k| (*k, rows.remove(&k.0).unwrap_or_default()))
             .collect())
     }
 }
 
 impl Loader<ResourcesOf> for DeploymentLoader {
-    type Value = resources::Model;
+    /// `None` (cached like any value) when the deployment has no resources row.
+    type Value = Option<resources::Model>;
     type Error = ApiError;
 
     async fn load(
         &self,
         keys: &[ResourcesOf],
     ) -> Result<HashMap<ResourcesOf, Self::Value>, ApiError> {
-        let rows = related::resources_of(&self.db, &ids(keys, |k| k.0)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, r)| (ResourcesOf(id), r))
-            .collect())
+        let mut rows = related::resources_of(&self.db, &ids(keys, |k| k.0)).await?;
+        Ok(keys.iter().map(|k| (*k, rows.remove(&k.0))).collect())
     }
 }
 

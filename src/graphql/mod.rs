@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod deployment;
 pub mod loaders;
+mod prefetch;
 pub mod types;
 
 use async_graphql::{

@@ -8,6 +8,17 @@ use crate::error::ApiError;
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
+/// Page size when the client gives none.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// How many rows a `first` argument may return, for the complexity limit;
+/// out-of-range values cost what the resolver will refuse anyway.
+pub fn page_cost(first: Option<i32>) -> usize {
+    first
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE)
+        .unsigned_abs() as usize
+}
 
 /// Position after a row in `(created_at DESC, id DESC)` order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

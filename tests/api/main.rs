@@ -1,1 +1,40 @@
-fn main() {}
+//! deployql's API tests: one binary, each backend-dependent test run on
+//! SQLite and, when `TEST_DATABASE_URL` is set (always in CI), on Postgres.
+
+// Helpers are `pub` for the sibling modules; the test crate exports nothing.
+#![allow(unreachable_pub)]
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests from
+/// `async fn <name>(app: &TestApp)` functions of the calling module.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&crate::helpers::TestApp::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = crate::helpers::TestApp::postgres().await {
+                        super::$name(&app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mod auth;
+mod codegen;
+mod deployment;
+mod helpers;
+mod http;
+mod limits;
+mod list;
+mod schema;
+mod statements;

@@ -1,0 +1,333 @@
+//! A fresh app per test on SQLite (its own file) or Postgres (a database
+//! created for this test run), with typed helpers to seed and query it.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+};
+use chrono::{DateTime, Utc};
+use deployql::{
+    auth::JwtKeys,
+    config::JwtSecret,
+    db::{self, StatementCounter},
+    http::{self, AppState},
+};
+use entity::{
+    DeploymentStatus, ReplicaStatus, deployment, deployment_replica, deployment_resources,
+    deployment_status_history,
+};
+use http_body_util::BodyExt;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub db: DatabaseConnection,
+    pub router: Router,
+    pub keys: JwtKeys,
+    /// Every SQL statement run on this app's pool, in order.
+    pub statements: Arc<Mutex<Vec<String>>>,
+    sqlite_file: Option<PathBuf>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(path) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+/// The Postgres URL of this test run's database, created (and migrated) on
+/// first use; `None` when `TEST_DATABASE_URL` is unset outside CI.
+fn postgres_url() -> Option<String> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set TEST_DATABASE_URL so the Postgres tests run"
+            );
+            eprintln!("TEST_DATABASE_URL is unset: skipping the Postgres variant");
+            return None;
+        };
+        // Its own runtime: the pools of each test live on their own runtimes.
+        let url = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("a runtime")
+                .block_on(create_run_database(&admin_url))
+        })
+        .join()
+        .expect("creating the test database panicked");
+        Some(url)
+    })
+    .clone()
+}
+
+/// Creates `deployql_test_<pid>`, dropping those of earlier runs whose
+/// process is gone, and migrates it.
+async fn create_run_database(admin_url: &str) -> String {
+    let admin = db::connect(admin_url, 1, &StatementCounter::default())
+        .await
+        .unwrap_or_else(|err| panic!("Postgres at TEST_DATABASE_URL is unreachable: {err}"));
+    let rows = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'deployql_test_%'",
+        ))
+        .await
+        .expect("list test databases");
+    for row in rows {
+        let name: String = row.try_get("", "datname").expect("datname");
+        let pid = name.trim_start_matches("deployql_test_");
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    let name = format!("deployql_test_{}", std::process::id());
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop old test database");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let url = with_database(admin_url, &name);
+    let test_db = db::connect(&url, 1, &StatementCounter::default())
+        .await
+        .expect("connect test database");
+    db::migrate(&test_db).await.expect("migrate test database");
+    url
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl TestApp {
+    pub async fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!("deployql-test-{}.db", Uuid::new_v4()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let app = Self::connect(&url, Some(path)).await;
+        db::migrate(&app.db).await.expect("migrate");
+        app
+    }
+
+    /// `None` when Postgres is not configured (never in CI).
+    pub async fn postgres() -> Option<Self> {
+        let url = postgres_url()?;
+        Some(Self::connect(&url, None).await)
+    }
+
+    async fn connect(url: &str, sqlite_file: Option<PathBuf>) -> Self {
+        let mut db = db::connect(url, 8, &StatementCounter::default())
+            .await
+            .expect("connect");
+        let statements = Arc::new(Mutex::new(Vec::new()));
+        let log = statements.clone();
+        db.set_metric_callback(move |info| {
+            log.lock()
+                .expect("statement log")
+                .push(info.statement.sql.clone());
+        });
+        let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
+        let router = http::router(AppState::new(db.clone(), keys.clone(), None));
+        Self {
+            db,
+            router,
+            keys,
+            statements,
+            sqlite_file,
+        }
+    }
+
+    pub fn token(&self, user: Uuid) -> String {
+        self.keys
+            .mint(user, Duration::from_secs(600))
+            .expect("mint")
+    }
+
+    /// Sends a request through the router (no network) and returns status,
+    /// headers and the JSON body (Null when the body is not JSON).
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = self.router.clone().oneshot(request).await.expect("router");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    /// POSTs `body` to /graphql with `authorization` as the header value, if any.
+    pub async fn post(
+        &self,
+        authorization: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request =
+            Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        self.send(request.body(body).expect("request")).await
+    }
+
+    /// Runs one GraphQL operation as `user` and returns the whole response body.
+    pub async fn gql(&self, user: Uuid, query: &str, variables: Value) -> Value {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let (status, _, json) = self
+            .post(Some(&format!("Bearer {}", self.token(user))), body.into())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    /// Like `gql`, and also returns the SQL statements it ran.
+    pub async fn gql_logged(
+        &self,
+        user: Uuid,
+        query: &str,
+        variables: Value,
+    ) -> (Value, Vec<String>) {
+        let before = self.statements.lock().expect("log").len();
+        let json = self.gql(user, query, variables).await;
+        let statements = self.statements.lock().expect("log")[before..].to_vec();
+        (json, statements)
+    }
+
+    /// Serves the app on a free port of 127.0.0.1, until the test ends.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = self.router.clone();
+        tokio::spawn(http::serve(listener, router, std::future::pending()));
+        addr
+    }
+
+    /// Inserts a deployment as another service would, straight into the tables.
+    pub async fn insert(&self, user: Uuid, new: NewDeployment) -> Uuid {
+        let id = Uuid::new_v4();
+        deployment::Entity::insert(deployment::ActiveModel {
+            id: Set(id),
+            user_id: Set(user),
+            name: Set(new.name.clone()),
+            status: Set(new.status),
+            target_replicas: Set(new.target),
+            created_at: Set(new.created_at),
+            updated_at: Set(new.created_at),
+            deleted_at: Set(new.deleted.then_some(new.created_at)),
+        })
+        .exec(&self.db)
+        .await
+        .expect("insert deployment");
+        for (n, status) in new.replicas.iter().enumerate() {
+            deployment_replica::Entity::insert(deployment_replica::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                deployment_id: Set(id),
+                node_id: Set(Some(Uuid::new_v4())),
+                status: Set(*status),
+                container_id: Set(Some(format!("c-{n}"))),
+                started_at: Set(Some(new.created_at + chrono::Duration::seconds(n as i64))),
+                stopped_at: Set(None),
+            })
+            .exec(&self.db)
+            .await
+            .expect("insert replica");
+        }
+        if new.resources {
+            deployment_resources::Entity::insert(deployment_resources::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                deployment_id: Set(id),
+                cpu_cores: Set(1.5),
+                memory_mb: Set(2048),
+                gpu_units: Set(1),
+                storage_gb: Set(10),
+            })
+            .exec(&self.db)
+            .await
+            .expect("insert resources");
+        }
+        for n in 0..new.history {
+            deployment_status_history::Entity::insert(deployment_status_history::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                deployment_id: Set(id),
+                old_status: Set((n > 0).then_some(DeploymentStatus::Pending)),
+                new_status: Set(DeploymentStatus::Running),
+                changed_at: Set(new.created_at + chrono::Duration::minutes(n as i64)),
+                reason: Set(Some(format!("change {n}"))),
+            })
+            .exec(&self.db)
+            .await
+            .expect("insert history");
+        }
+        id
+    }
+}
+
+/// What `TestApp::insert` writes; `Default` is a healthy deployment of one replica.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub name: String,
+    pub status: DeploymentStatus,
+    pub target: i32,
+    pub replicas: Vec<ReplicaStatus>,
+    pub resources: bool,
+    pub history: usize,
+    pub created_at: DateTime<Utc>,
+    pub deleted: bool,
+}
+
+impl Default for NewDeployment {
+    fn default() -> Self {
+        Self {
+            name: format!("app-{}", &Uuid::new_v4().simple().to_string()[..8]),
+            status: DeploymentStatus::Running,
+            target: 1,
+            replicas: vec![ReplicaStatus::Running],
+            resources: true,
+            history: 1,
+            created_at: micros(Utc::now()),
+            deleted: false,
+        }
+    }
+}
+
+/// Postgres keeps microseconds; seeding with them keeps comparisons exact on both backends.
+pub fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).expect("in range")
+}
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(response: &Value) -> Option<&str> {
+    response["errors"][0]["extensions"]["code"].as_str()
+}
