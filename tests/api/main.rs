@@ -30,11 +30,14 @@ macro_rules! backend_tests {
 }
 
 mod auth;
+mod cli;
 mod codegen;
 mod deployment;
 mod helpers;
 mod http;
 mod limits;
 mod list;
+mod logging;
 mod schema;
+mod seed;
 mod statements;

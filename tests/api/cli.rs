@@ -1,0 +1,149 @@
+//! The `deployql` binary as an operator runs it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use deployql::{auth::JwtKeys, config::JwtSecret, service::demo::DEMO_USER};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::SECRET;
+
+fn deployql() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deployql"));
+    command
+        .env_remove("JWT_SECRET")
+        .env_remove("DATABASE_URL")
+        .env_remove("LISTEN_ADDR");
+    command
+}
+
+fn temp_sqlite_url() -> (String, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("deployql-cli-{}.db", Uuid::new_v4()));
+    (format!("sqlite://{}?mode=rwc", path.display()), path)
+}
+
+#[test]
+fn token_mints_a_verifiable_token_for_the_user() {
+    let user = Uuid::new_v4();
+    let output = deployql()
+        .args(["token", "--user", &user.to_string(), "--ttl", "2h"])
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .expect("run deployql token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
+    assert_eq!(keys.verify(token.trim()).expect("valid token").0, user);
+}
+
+#[test]
+fn a_short_jwt_secret_is_refused_with_a_clear_message() {
+    let output = deployql()
+        .arg("serve")
+        .env("JWT_SECRET", "too-short")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+}
+
+#[test]
+fn schema_prints_the_sdl_without_a_database() {
+    let output = deployql()
+        .arg("schema")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        deployql::graphql::build_schema().sdl()
+    );
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dev_mode_serves_demo_data_with_a_printed_token() {
+    let (url, path) = temp_sqlite_url();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = Server(
+        deployql()
+            .env("DATABASE_URL", &url)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start deployql"),
+    );
+    let stdout = BufReader::new(server.0.stdout.take().expect("stdout"));
+    let started = Instant::now();
+    let mut token = None;
+    for line in stdout.lines() {
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("Authorization: Bearer ") {
+            token = Some(rest.to_owned());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no token printed"
+        );
+    }
+    let token = token.expect("a printed demo token");
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let body: Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ deployments { totalCount nodes { name health } } }" }))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    });
+    let nodes = body["data"]["deployments"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .clone();
+    for health in ["HEALTHY", "DEGRADED", "UNHEALTHY"] {
+        assert!(
+            nodes.iter().any(|n| n["health"] == health),
+            "no {health} demo deployment: {body}"
+        );
+    }
+    let keys_user = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
+    assert!(
+        keys_user.verify(&token).is_err(),
+        "dev mode must not use a fixed secret"
+    );
+    assert!(!DEMO_USER.is_nil());
+    drop(server);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
