@@ -20,21 +20,13 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Connects and applies pending migrations.
 pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
-    let db = db::connect(
-        &config.database_url,
-        config.db_max_connections,
-        &StatementCounter::default(),
-    )
-    .await
-    .map_err(|err| {
-        format!(
-            "cannot connect to {}: {err}",
-            redacted(&config.database_url)
-        )
-    })?;
-    db::migrate(&db)
-        .await
-        .map_err(|err| format!("migration failed: {err}"))?;
+    let db =
+        db::connect(&config.database_url, config.db_max_connections, &StatementCounter::default())
+            .await
+            .map_err(|err| {
+                format!("cannot connect to {}: {err}", redacted(&config.database_url))
+            })?;
+    db::migrate(&db).await.map_err(|err| format!("migration failed: {err}"))?;
     Ok(db)
 }
 
@@ -53,10 +45,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
         println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");
-        println!(
-            "Demo user {}; paste this header into any client:",
-            demo::DEMO_USER
-        );
+        println!("Demo user {}; paste this header into any client:", demo::DEMO_USER);
         println!("Authorization: Bearer {token}\n");
     }
     http::serve(listener, http::router(state), shutdown_signal()).await?;
@@ -125,13 +114,7 @@ mod tests {
 
     #[test]
     fn database_password_is_hidden() {
-        assert_eq!(
-            redacted("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(
-            redacted("sqlite://deployql.db?mode=rwc"),
-            "sqlite://deployql.db?mode=rwc"
-        );
+        assert_eq!(redacted("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redacted("sqlite://deployql.db?mode=rwc"), "sqlite://deployql.db?mode=rwc");
     }
 }

@@ -63,11 +63,7 @@ impl JwtKeys {
     /// Mints a token for `user`, valid for `ttl` from now.
     pub fn mint(&self, user: Uuid, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = jsonwebtoken::get_current_timestamp().saturating_add(ttl.as_secs());
-        let claims = Claims {
-            sub: user.to_string(),
-            exp,
-            nbf: None,
-        };
+        let claims = Claims { sub: user.to_string(), exp, nbf: None };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
@@ -88,10 +84,7 @@ impl JwtKeys {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
@@ -122,9 +115,6 @@ mod tests {
     fn token_of_another_secret_is_refused() {
         let other = JwtKeys::new(&JwtSecret::parse(&"z".repeat(40)).unwrap());
         let token = other.mint(Uuid::new_v4(), Duration::from_secs(60)).unwrap();
-        assert!(matches!(
-            keys().verify(&token),
-            Err(ApiError::Unauthenticated(_))
-        ));
+        assert!(matches!(keys().verify(&token), Err(ApiError::Unauthenticated(_))));
     }
 }

@@ -37,12 +37,7 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded) or `postgres://...`.
-    #[arg(
-        long,
-        env,
-        global = true,
-        default_value = "sqlite://deployql.db?mode=rwc"
-    )]
+    #[arg(long, env, global = true, default_value = "sqlite://deployql.db?mode=rwc")]
     pub database_url: String,
     /// HS256 signing secret, at least 32 bytes. Unset: dev mode (random secret, demo data).
     #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true)]
@@ -93,9 +88,7 @@ impl fmt::Debug for JwtSecret {
 
 /// Parses durations such as `90s`, `15m`, `1h` or `7d`.
 pub fn parse_ttl(value: &str) -> Result<Duration, String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
     let number: u64 = number
         .parse()

@@ -37,9 +37,7 @@ impl AppState {
     /// `graphiql_token`, when given, is pre-filled in GraphiQL's headers (dev mode).
     pub fn new(db: DatabaseConnection, keys: JwtKeys, graphiql_token: Option<&str>) -> Self {
         let authorization = graphiql_token.map(|token| format!("Bearer {token}"));
-        let mut graphiql = GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("deployql");
+        let mut graphiql = GraphiQLSource::build().endpoint("/graphql").title("deployql");
         if let Some(value) = &authorization {
             graphiql = graphiql.header("Authorization", value);
         }
@@ -75,9 +73,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 async fn graphql(
@@ -111,10 +107,8 @@ async fn graphql(
             BatchRequest::Single(graphql::for_user(request, &state.db, user))
         }
         BatchRequest::Batch(requests) if requests.len() > MAX_BATCH => {
-            let message = format!(
-                "a batch may hold at most {MAX_BATCH} operations, got {}",
-                requests.len()
-            );
+            let message =
+                format!("a batch may hold at most {MAX_BATCH} operations, got {}", requests.len());
             return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
         }
         BatchRequest::Batch(requests) => BatchRequest::Batch(
@@ -150,9 +144,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 fn unauthorized(err: &ApiError) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, err.code(), &err.to_string());
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 

@@ -8,6 +8,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_deployment_tables;
+mod m20261126_000002_unique_live_deployment_name;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -15,8 +16,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261126_000001_create_deployment_tables::Migration,
-        )]
+        vec![
+            Box::new(m20261126_000001_create_deployment_tables::Migration),
+            Box::new(m20261126_000002_unique_live_deployment_name::Migration),
+        ]
     }
 }

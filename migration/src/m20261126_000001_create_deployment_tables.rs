@@ -179,9 +179,7 @@ impl MigrationTrait for Migration {
             DeploymentReplicas::Table.into_iden(),
             Deployments::Table.into_iden(),
         ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

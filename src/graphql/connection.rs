@@ -19,21 +19,11 @@ pub struct DeploymentConnection {
 
 impl DeploymentConnection {
     pub fn new(page: Page, filter: ListFilter, has_previous_page: bool) -> Self {
-        Self {
-            page,
-            filter,
-            has_previous_page,
-        }
+        Self { page, filter, has_previous_page }
     }
 
     fn cursors(&self) -> impl Iterator<Item = String> + '_ {
-        self.page.rows.iter().map(|row| {
-            Cursor {
-                created_at: row.created_at,
-                id: row.id,
-            }
-            .encode()
-        })
+        self.page.rows.iter().map(|row| Cursor { created_at: row.created_at, id: row.id }.encode())
     }
 }
 
@@ -77,20 +67,12 @@ impl DeploymentConnection {
             .rows
             .iter()
             .zip(self.cursors())
-            .map(|(row, cursor)| DeploymentEdge {
-                cursor,
-                node: Deployment::new(row.clone()),
-            })
+            .map(|(row, cursor)| DeploymentEdge { cursor, node: Deployment::new(row.clone()) })
             .collect()
     }
     /// The deployments alone.
     async fn nodes(&self) -> Vec<Deployment> {
-        self.page
-            .rows
-            .iter()
-            .cloned()
-            .map(Deployment::new)
-            .collect()
+        self.page.rows.iter().cloned().map(Deployment::new).collect()
     }
     /// Pagination state.
     async fn page_info(&self) -> PageInfo {

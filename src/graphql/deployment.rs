@@ -32,10 +32,12 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new(model: deployment::Model) -> Self {
-        Self {
-            model,
-            counts: None,
-        }
+        Self { model, counts: None }
+    }
+
+    /// A deployment whose replica counts are already known.
+    pub fn with_counts(model: deployment::Model, counts: health::ReplicaCounts) -> Self {
+        Self { model, counts: Some(counts) }
     }
 
     async fn counts(&self, ctx: &Context<'_>) -> Result<health::ReplicaCounts> {
@@ -43,11 +45,7 @@ impl Deployment {
             return Ok(counts);
         }
         let loaders = ctx.data::<Loaders>()?;
-        Ok(loaders
-            .load_one(CountsOf(self.model.id))
-            .await
-            .extend()?
-            .unwrap_or_default())
+        Ok(loaders.load_one(CountsOf(self.model.id)).await.extend()?.unwrap_or_default())
     }
 }
 
@@ -67,11 +65,7 @@ impl Deployment {
     }
     /// Health verdict from the replicas' states and the target count.
     async fn health(&self, ctx: &Context<'_>) -> Result<Health> {
-        Ok(self
-            .counts(ctx)
-            .await?
-            .health(self.model.target_replicas)
-            .into())
+        Ok(self.counts(ctx).await?.health(self.model.target_replicas).into())
     }
     /// How many replicas should run.
     async fn target_replicas(&self) -> i32 {
@@ -117,10 +111,7 @@ impl Deployment {
             )))
             .extend();
         }
-        let key = HistoryOf {
-            id: self.model.id,
-            limit: limit.unsigned_abs().into(),
-        };
+        let key = HistoryOf { id: self.model.id, limit: limit.unsigned_abs().into() };
         let loaders = ctx.data::<Loaders>()?;
         let changes = loaders.load_one(key).await.extend()?.unwrap_or_default();
         Ok(changes.into_iter().map(StatusChange).collect())
@@ -135,13 +126,16 @@ impl Deployment {
     }
 }
 
+/// A deployment id as a UUID; a malformed one is simply not found.
+pub fn parse_id(id: &ID) -> Result<uuid::Uuid, ApiError> {
+    id.parse().map_err(|_| ApiError::DeploymentNotFound(id.to_string()))
+}
+
 /// Finds a live deployment of `user` and logs the status lookup.
 async fn lookup(db: &DatabaseConnection, user: AuthUser, id: &ID) -> Result<Deployment, ApiError> {
-    let not_found = || ApiError::DeploymentNotFound(id.to_string());
-    let uuid = id.parse().map_err(|_| not_found())?;
-    let (model, counts) = deployments::find_with_counts(db, user.0, uuid)
+    let (model, counts) = deployments::find_with_counts(db, user.0, parse_id(id)?)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::DeploymentNotFound(id.to_string()))?;
     tracing::info!(
         deployment = %model.name,
         user = %user,
@@ -151,10 +145,7 @@ async fn lookup(db: &DatabaseConnection, user: AuthUser, id: &ID) -> Result<Depl
         replicas_target = model.target_replicas,
         "status lookup"
     );
-    Ok(Deployment {
-        model,
-        counts: Some(counts),
-    })
+    Ok(Deployment::with_counts(model, counts))
 }
 
 /// Read queries on deployments.
@@ -186,19 +177,13 @@ impl DeploymentQuery {
         let db = ctx.data::<DatabaseConnection>()?;
         let first =
             pagination::page_size(first.unwrap_or(pagination::DEFAULT_PAGE_SIZE)).extend()?;
-        let after = after
-            .as_deref()
-            .map(pagination::Cursor::decode)
-            .transpose()
-            .extend()?;
+        let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;
         let filter = deployments::ListFilter {
             user: user.0,
             status: status.map(Into::into),
             health: health.map(Into::into),
         };
-        let page = deployments::list_page(db, &filter, first, after)
-            .await
-            .extend()?;
+        let page = deployments::list_page(db, &filter, first, after).await.extend()?;
         let ids: Vec<_> = page.rows.iter().map(|row| row.id).collect();
         prefetch::page(ctx, &ids).await.extend()?;
         Ok(DeploymentConnection::new(page, filter, after.is_some()))

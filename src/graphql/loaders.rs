@@ -46,11 +46,7 @@ pub type Loaders = DataLoader<DeploymentLoader, HashMapCache>;
 /// A fresh loader set for one request.
 pub fn for_request(db: DatabaseConnection) -> Loaders {
     // The cache lets the look-ahead prefetch serve the nested resolvers.
-    DataLoader::with_cache(
-        DeploymentLoader { db },
-        tokio::spawn,
-        HashMapCache::default(),
-    )
+    DataLoader::with_cache(DeploymentLoader { db }, tokio::spawn, HashMapCache::default())
 }
 
 fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {
@@ -70,10 +66,7 @@ impl Loader<ReplicasOf> for DeploymentLoader {
     ) -> Result<HashMap<ReplicasOf, Self::Value>, ApiError> {
         let mut rows = related::replicas_of(&self.db, &ids(keys, |k| k.0)).await?;
         // Every key gets an entry, so a deployment without replicas is cached too.
-        Ok(keys
-            .iter()
-            .map(|k| (*k, rows.remove(&k.0).unwrap_or_default()))
-            .collect())
+        Ok(keys.iter().map(|k| (*k, rows.remove(&k.0).unwrap_or_default())).collect())
     }
 }
 

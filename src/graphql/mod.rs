@@ -3,12 +3,11 @@
 pub mod connection;
 pub mod deployment;
 pub mod loaders;
+pub mod mutation;
 mod prefetch;
 pub mod types;
 
-use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, ErrorExtensions, MergedObject, Request, Schema,
-};
+use async_graphql::{Context, EmptySubscription, ErrorExtensions, MergedObject, Request, Schema};
 use sea_orm::DatabaseConnection;
 
 use crate::{auth::AuthUser, error::ApiError};
@@ -23,12 +22,15 @@ pub const MAX_DIRECTIVES: usize = 8;
 #[derive(MergedObject, Default, Debug)]
 pub struct Query(deployment::DeploymentQuery);
 
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default, Debug)]
+pub struct Mutation(mutation::DeploymentMutation);
+
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The schema with its limits; it holds no data and opens no connection, so
 /// `deployql schema` and the drift test need no database.
 pub fn build_schema() -> AppSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
@@ -39,10 +41,7 @@ pub fn build_schema() -> AppSchema {
 /// Attaches what resolvers need to one operation: the database, the user,
 /// and a loader set that lives only as long as this operation.
 pub fn for_user(request: Request, db: &DatabaseConnection, user: AuthUser) -> Request {
-    request
-        .data(db.clone())
-        .data(user)
-        .data(loaders::for_request(db.clone()))
+    request.data(db.clone()).data(user).data(loaders::for_request(db.clone()))
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the

@@ -59,17 +59,13 @@ pub(crate) async fn page(ctx: &Context<'_>, ids: &[Uuid]) -> Result<(), ApiError
 async fn load(loaders: &Loaders, ids: &[Uuid], wanted: &Wanted) -> Result<(), ApiError> {
     let replicas = async {
         if wanted.replicas {
-            loaders
-                .load_many(ids.iter().copied().map(ReplicasOf))
-                .await?;
+            loaders.load_many(ids.iter().copied().map(ReplicasOf)).await?;
         }
         Ok::<_, ApiError>(())
     };
     let resources = async {
         if wanted.resources {
-            loaders
-                .load_many(ids.iter().copied().map(ResourcesOf))
-                .await?;
+            loaders.load_many(ids.iter().copied().map(ResourcesOf)).await?;
         }
         Ok(())
     };

@@ -86,19 +86,15 @@ pub async fn seed_if_empty(db: &DatabaseConnection) -> Result<bool, DbErr> {
         })
         .exec(&txn)
         .await?;
-        let replicas = demo
-            .replicas
-            .iter()
-            .enumerate()
-            .map(|(n, status)| replica::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                deployment_id: Set(id),
-                node_id: Set(Some(Uuid::new_v4())),
-                status: Set(*status),
-                container_id: Set(Some(format!("{}-{n}", demo.name))),
-                started_at: Set(Some(created_at + Duration::minutes(n as i64 + 1))),
-                stopped_at: Set(None),
-            });
+        let replicas = demo.replicas.iter().enumerate().map(|(n, status)| replica::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            deployment_id: Set(id),
+            node_id: Set(Some(Uuid::new_v4())),
+            status: Set(*status),
+            container_id: Set(Some(format!("{}-{n}", demo.name))),
+            started_at: Set(Some(created_at + Duration::minutes(n as i64 + 1))),
+            stopped_at: Set(None),
+        });
         if !demo.replicas.is_empty() {
             replica::Entity::insert_many(replicas).exec(&txn).await?;
         }
@@ -114,9 +110,7 @@ pub async fn seed_if_empty(db: &DatabaseConnection) -> Result<bool, DbErr> {
             .exec(&txn)
             .await?;
         }
-        history::Entity::insert_many(history_rows(id, demo.status, created_at))
-            .exec(&txn)
-            .await?;
+        history::Entity::insert_many(history_rows(id, demo.status, created_at)).exec(&txn).await?;
     }
     txn.commit().await?;
     Ok(true)

@@ -41,10 +41,7 @@ pub async fn find_with_counts(
     for (status, alias) in COUNTED {
         select = select.column_as(replica_count_expr(status), alias);
     }
-    let Some(row) = db
-        .query_one_raw(select.build(db.get_database_backend()))
-        .await?
-    else {
+    let Some(row) = db.query_one_raw(select.build(db.get_database_backend())).await? else {
         return Ok(None);
     };
     let model = deployment::Model::from_query_result(&row, "")?;
@@ -66,9 +63,7 @@ pub struct ListFilter {
 impl ListFilter {
     fn select(&self) -> Select<deployment::Entity> {
         live_of(self.user)
-            .apply_if(self.status, |q, status| {
-                q.filter(deployment::Column::Status.eq(status))
-            })
+            .apply_if(self.status, |q, status| q.filter(deployment::Column::Status.eq(status)))
             .apply_if(self.health, |q, health| q.filter(health_condition(health)))
     }
 }
@@ -91,11 +86,9 @@ pub async fn list_page(
         .select()
         .apply_if(after, |q, after| {
             q.filter(
-                Condition::any().add(CreatedAt.lt(after.created_at)).add(
-                    Condition::all()
-                        .add(CreatedAt.eq(after.created_at))
-                        .add(Id.lt(after.id)),
-                ),
+                Condition::any()
+                    .add(CreatedAt.lt(after.created_at))
+                    .add(Condition::all().add(CreatedAt.eq(after.created_at)).add(Id.lt(after.id))),
             )
         })
         .order_by_desc(CreatedAt)
@@ -106,10 +99,7 @@ pub async fn list_page(
         .await?;
     let has_next_page = rows.len() as u64 > first;
     rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
-    Ok(Page {
-        rows,
-        has_next_page,
-    })
+    Ok(Page { rows, has_next_page })
 }
 
 /// How many deployments match `filter`, across all pages.

@@ -82,15 +82,8 @@ pub fn health_condition(health: Health) -> SimpleExpr {
     let target = Expr::col((deployment::Entity, deployment::Column::TargetReplicas));
     match health {
         Health::Unhealthy => running.eq(0),
-        Health::Degraded => running
-            .clone()
-            .gt(0)
-            .and(failed.gt(0).or(running.lt(target))),
-        Health::Healthy => running
-            .clone()
-            .gt(0)
-            .and(failed.eq(0))
-            .and(running.gte(target)),
+        Health::Degraded => running.clone().gt(0).and(failed.gt(0).or(running.lt(target))),
+        Health::Healthy => running.clone().gt(0).and(failed.eq(0)).and(running.gte(target)),
     }
 }
 
@@ -99,12 +92,7 @@ mod tests {
     use super::*;
 
     fn counts(running: i64, failed: i64, other: i64) -> ReplicaCounts {
-        ReplicaCounts {
-            running,
-            failed,
-            pending: other,
-            ..ReplicaCounts::default()
-        }
+        ReplicaCounts { running, failed, pending: other, ..ReplicaCounts::default() }
     }
 
     #[test]
@@ -140,11 +128,7 @@ mod tests {
     #[test]
     fn total_sums_every_status() {
         let mut c = ReplicaCounts::default();
-        for status in [
-            ReplicaStatus::Pending,
-            ReplicaStatus::Stopping,
-            ReplicaStatus::Failed,
-        ] {
+        for status in [ReplicaStatus::Pending, ReplicaStatus::Stopping, ReplicaStatus::Failed] {
             c.add(status, 2);
         }
         assert_eq!((c.total(), c.failed, c.running), (6, 2, 0));

@@ -3,5 +3,7 @@
 pub mod demo;
 pub mod deployments;
 pub mod health;
+pub mod mutations;
 pub mod pagination;
 pub mod related;
+pub mod validation;

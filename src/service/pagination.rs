@@ -14,10 +14,7 @@ pub const DEFAULT_PAGE_SIZE: i32 = 20;
 /// How many rows a `first` argument may return, for the complexity limit;
 /// out-of-range values cost what the resolver will refuse anyway.
 pub fn page_cost(first: Option<i32>) -> usize {
-    first
-        .unwrap_or(DEFAULT_PAGE_SIZE)
-        .clamp(1, MAX_PAGE_SIZE)
-        .unsigned_abs() as usize
+    first.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE).unsigned_abs() as usize
 }
 
 /// Position after a row in `(created_at DESC, id DESC)` order.
@@ -67,20 +64,14 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_exactly() {
-        let cursor = Cursor {
-            created_at: Utc::now(),
-            id: Uuid::new_v4(),
-        };
+        let cursor = Cursor { created_at: Utc::now(), id: Uuid::new_v4() };
         assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
     }
 
     #[test]
     fn garbage_cursor_is_bad_input() {
         for bad in ["", "not base64!", "djE6eDp5", "djI6MTIzOnV1aWQ"] {
-            assert!(
-                matches!(Cursor::decode(bad), Err(ApiError::BadUserInput(_))),
-                "{bad}"
-            );
+            assert!(matches!(Cursor::decode(bad), Err(ApiError::BadUserInput(_))), "{bad}");
         }
     }
 

@@ -27,10 +27,7 @@ pub async fn replicas_of(
         .await?;
     let mut by_deployment: HashMap<Uuid, Vec<replica::Model>> = HashMap::new();
     for row in rows {
-        by_deployment
-            .entry(row.deployment_id)
-            .or_default()
-            .push(row);
+        by_deployment.entry(row.deployment_id).or_default().push(row);
     }
     for replicas in by_deployment.values_mut() {
         // Sorting here keeps the order identical on SQLite and Postgres, whose NULL ordering differs.
@@ -67,10 +64,8 @@ pub async fn replica_counts_of(
         .all(db)
         .await?;
     // Deployments without replicas get zero counts rather than no entry.
-    let mut counts: HashMap<Uuid, ReplicaCounts> = ids
-        .iter()
-        .map(|id| (*id, ReplicaCounts::default()))
-        .collect();
+    let mut counts: HashMap<Uuid, ReplicaCounts> =
+        ids.iter().map(|id| (*id, ReplicaCounts::default())).collect();
     for (deployment_id, status, n) in rows {
         counts.entry(deployment_id).or_default().add(status, n);
     }
@@ -106,10 +101,7 @@ pub async fn history_of(
     let mut by_deployment: HashMap<Uuid, Vec<history::Model>> = HashMap::new();
     for row in rows {
         let change = history::Model::from_query_result(&row, "")?;
-        by_deployment
-            .entry(change.deployment_id)
-            .or_default()
-            .push(change);
+        by_deployment.entry(change.deployment_id).or_default().push(change);
     }
     Ok(by_deployment)
 }

@@ -38,9 +38,7 @@ async fn assert_refused(app: &TestApp, authorization: Option<&str>, case: &str) 
 async fn a_valid_token_is_accepted() {
     let app = TestApp::sqlite().await;
     let token = hs256(&json!({ "sub": Uuid::new_v4().to_string(), "exp": now() + 60 }));
-    let (status, _, body) = app
-        .post(Some(&format!("Bearer {token}")), QUERY.into())
-        .await;
+    let (status, _, body) = app.post(Some(&format!("Bearer {token}")), QUERY.into()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["deployments"]["totalCount"], 0);
 }
@@ -60,47 +58,26 @@ async fn expired_token_is_refused_beyond_the_leeway() {
     let sub = Uuid::new_v4().to_string();
     assert_refused(
         &app,
-        Some(&format!(
-            "Bearer {}",
-            hs256(&json!({ "sub": sub, "exp": now() - 120 }))
-        )),
+        Some(&format!("Bearer {}", hs256(&json!({ "sub": sub, "exp": now() - 120 })))),
         "expired",
     )
     .await;
     // Within the 60 s leeway it still passes.
     let recent = hs256(&json!({ "sub": sub, "exp": now() - 10 }));
-    assert_eq!(
-        app.post(Some(&format!("Bearer {recent}")), QUERY.into())
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(app.post(Some(&format!("Bearer {recent}")), QUERY.into()).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn wrongly_signed_or_other_algorithm_tokens_are_refused() {
     let app = TestApp::sqlite().await;
     let claims = json!({ "sub": Uuid::new_v4().to_string(), "exp": now() + 60 });
-    let other_secret = sign(
-        &claims,
-        Algorithm::HS256,
-        "another-secret-another-secret-another",
-    );
-    assert_refused(
-        &app,
-        Some(&format!("Bearer {other_secret}")),
-        "other secret",
-    )
-    .await;
+    let other_secret = sign(&claims, Algorithm::HS256, "another-secret-another-secret-another");
+    assert_refused(&app, Some(&format!("Bearer {other_secret}")), "other secret").await;
     let hs384 = sign(&claims, Algorithm::HS384, SECRET);
     assert_refused(&app, Some(&format!("Bearer {hs384}")), "HS384").await;
     // alg "none": header and claims, no signature.
     let b64 = |v: &Value| base64_url(v.to_string().as_bytes());
-    let unsigned = format!(
-        "{}.{}.",
-        b64(&json!({ "alg": "none", "typ": "JWT" })),
-        b64(&claims)
-    );
+    let unsigned = format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims));
     assert_refused(&app, Some(&format!("Bearer {unsigned}")), "alg none").await;
 }
 
@@ -109,24 +86,12 @@ async fn claims_outside_the_contract_are_refused() {
     let app = TestApp::sqlite().await;
     let sub = Uuid::new_v4().to_string();
     let cases = [
-        (
-            "sub not a uuid",
-            json!({ "sub": "alice", "exp": now() + 60 }),
-        ),
+        ("sub not a uuid", json!({ "sub": "alice", "exp": now() + 60 })),
         ("no exp", json!({ "sub": sub })),
         ("no sub", json!({ "exp": now() + 60 })),
-        (
-            "string exp",
-            json!({ "sub": sub, "exp": (now() + 60).to_string() }),
-        ),
-        (
-            "string nbf",
-            json!({ "sub": sub, "exp": now() + 60, "nbf": now().to_string() }),
-        ),
-        (
-            "nbf in the future",
-            json!({ "sub": sub, "exp": now() + 600, "nbf": now() + 300 }),
-        ),
+        ("string exp", json!({ "sub": sub, "exp": (now() + 60).to_string() })),
+        ("string nbf", json!({ "sub": sub, "exp": now() + 60, "nbf": now().to_string() })),
+        ("nbf in the future", json!({ "sub": sub, "exp": now() + 600, "nbf": now() + 300 })),
     ];
     for (case, claims) in cases {
         assert_refused(&app, Some(&format!("Bearer {}", hs256(&claims))), case).await;

@@ -14,10 +14,7 @@ use crate::helpers::SECRET;
 
 fn deployql() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_deployql"));
-    command
-        .env_remove("JWT_SECRET")
-        .env_remove("DATABASE_URL")
-        .env_remove("LISTEN_ADDR");
+    command.env_remove("JWT_SECRET").env_remove("DATABASE_URL").env_remove("LISTEN_ADDR");
     command
 }
 
@@ -34,11 +31,7 @@ fn token_mints_a_verifiable_token_for_the_user() {
         .env("JWT_SECRET", SECRET)
         .output()
         .expect("run deployql token");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8(output.stdout).expect("utf-8");
     let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
     assert_eq!(keys.verify(token.trim()).expect("valid token").0, user);
@@ -46,11 +39,7 @@ fn token_mints_a_verifiable_token_for_the_user() {
 
 #[test]
 fn a_short_jwt_secret_is_refused_with_a_clear_message() {
-    let output = deployql()
-        .arg("serve")
-        .env("JWT_SECRET", "too-short")
-        .output()
-        .expect("run");
+    let output = deployql().arg("serve").env("JWT_SECRET", "too-short").output().expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
@@ -64,10 +53,7 @@ fn schema_prints_the_sdl_without_a_database() {
         .output()
         .expect("run");
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        deployql::graphql::build_schema().sdl()
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), deployql::graphql::build_schema().sdl());
 }
 
 /// Kills the server when the test ends, pass or fail.
@@ -106,10 +92,7 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
             token = Some(rest.to_owned());
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no token printed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "no token printed");
     }
     let token = token.expect("a printed demo token");
 
@@ -126,21 +109,12 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
             .await
             .expect("json")
     });
-    let nodes = body["data"]["deployments"]["nodes"]
-        .as_array()
-        .expect("nodes")
-        .clone();
+    let nodes = body["data"]["deployments"]["nodes"].as_array().expect("nodes").clone();
     for health in ["HEALTHY", "DEGRADED", "UNHEALTHY"] {
-        assert!(
-            nodes.iter().any(|n| n["health"] == health),
-            "no {health} demo deployment: {body}"
-        );
+        assert!(nodes.iter().any(|n| n["health"] == health), "no {health} demo deployment: {body}");
     }
     let keys_user = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
-    assert!(
-        keys_user.verify(&token).is_err(),
-        "dev mode must not use a fixed secret"
-    );
+    assert!(keys_user.verify(&token).is_err(), "dev mode must not use a fixed secret");
     assert!(!DEMO_USER.is_nil());
     drop(server);
     for suffix in ["", "-wal", "-shm"] {

@@ -40,10 +40,7 @@ async fn generated_client_runs_the_status_query(app: &TestApp) {
         .await
         .expect("typed response");
     assert!(response.errors.is_none(), "{:?}", response.errors);
-    let deployment = response
-        .data
-        .and_then(|d| d.deployment)
-        .expect("the deployment");
+    let deployment = response.data.and_then(|d| d.deployment).expect("the deployment");
     assert_eq!(deployment.name, new.name);
     assert_eq!(deployment.health, status_query::Health::DEGRADED);
     assert_eq!(deployment.status, status_query::DeploymentStatus::RUNNING);

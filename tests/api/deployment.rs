@@ -21,14 +21,7 @@ async fn status(app: &TestApp, user: Uuid, id: impl ToString) -> Value {
 async fn health_of(app: &TestApp, target: i32, replicas: &[ReplicaStatus]) -> Value {
     let user = Uuid::new_v4();
     let id = app
-        .insert(
-            user,
-            NewDeployment {
-                target,
-                replicas: replicas.to_vec(),
-                ..Default::default()
-            },
-        )
+        .insert(user, NewDeployment { target, replicas: replicas.to_vec(), ..Default::default() })
         .await;
     status(app, user, id).await["data"]["deployment"]["health"].clone()
 }
@@ -37,25 +30,10 @@ async fn health_follows_the_platform_rules(app: &TestApp) {
     let cases: &[(&str, i32, &[ReplicaStatus], &str)] = &[
         ("no replicas", 3, &[], "UNHEALTHY"),
         ("no replicas, target 0", 0, &[], "UNHEALTHY"),
-        (
-            "all running at target",
-            3,
-            &[Running, Running, Running],
-            "HEALTHY",
-        ),
+        ("all running at target", 3, &[Running, Running, Running], "HEALTHY"),
         ("target 0 with one running", 0, &[Running], "HEALTHY"),
-        (
-            "below target, no failure",
-            3,
-            &[Running, Running, Pending],
-            "DEGRADED",
-        ),
-        (
-            "failure with enough running",
-            2,
-            &[Running, Running, Failed],
-            "DEGRADED",
-        ),
+        ("below target, no failure", 3, &[Running, Running, Pending], "DEGRADED"),
+        ("failure with enough running", 2, &[Running, Running, Failed], "DEGRADED"),
         ("every replica failed", 2, &[Failed, Failed], "UNHEALTHY"),
         ("none running", 2, &[Pending, Stopped], "UNHEALTHY"),
     ];
@@ -89,17 +67,9 @@ async fn status_lookup_returns_every_field(app: &TestApp) {
         d["resources"],
         json!({ "cpuCores": 1.5, "memoryMb": 2048, "gpuUnits": 1, "storageGb": 10 })
     );
-    let statuses: Vec<&str> = d["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        statuses,
-        ["RUNNING", "FAILED", "PENDING"],
-        "oldest start first"
-    );
+    let statuses: Vec<&str> =
+        d["replicas"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["RUNNING", "FAILED", "PENDING"], "oldest start first");
     assert_eq!(d["statusHistory"].as_array().unwrap().len(), 2);
 }
 
@@ -108,10 +78,7 @@ async fn replicas_can_be_filtered_by_status(app: &TestApp) {
     let id = app
         .insert(
             user,
-            NewDeployment {
-                replicas: vec![Running, Failed, Running],
-                ..Default::default()
-            },
+            NewDeployment { replicas: vec![Running, Failed, Running], ..Default::default() },
         )
         .await;
     let query = r"query($id: ID!) { deployment(id: $id) { replicas(status: RUNNING) { status } } }";
@@ -124,15 +91,7 @@ async fn replicas_can_be_filtered_by_status(app: &TestApp) {
 
 async fn resources_are_null_when_absent(app: &TestApp) {
     let user = Uuid::new_v4();
-    let id = app
-        .insert(
-            user,
-            NewDeployment {
-                resources: false,
-                ..Default::default()
-            },
-        )
-        .await;
+    let id = app.insert(user, NewDeployment { resources: false, ..Default::default() }).await;
     let body = status(app, user, id).await;
     assert!(body["errors"].is_null(), "{body}");
     assert!(body["data"]["deployment"]["resources"].is_null(), "{body}");
@@ -140,15 +99,7 @@ async fn resources_are_null_when_absent(app: &TestApp) {
 
 async fn history_is_newest_first_ten_by_default_and_limited(app: &TestApp) {
     let user = Uuid::new_v4();
-    let id = app
-        .insert(
-            user,
-            NewDeployment {
-                history: 15,
-                ..Default::default()
-            },
-        )
-        .await;
+    let id = app.insert(user, NewDeployment { history: 15, ..Default::default() }).await;
     let query = r"query($id: ID!, $limit: Int!) { deployment(id: $id) { statusHistory(limit: $limit) { reason } } }";
     let reasons = |body: &Value| -> Vec<String> {
         body["data"]["deployment"]["statusHistory"]
@@ -159,36 +110,19 @@ async fn history_is_newest_first_ten_by_default_and_limited(app: &TestApp) {
             .collect()
     };
     let default = status(app, user, id).await;
-    let history = default["data"]["deployment"]["statusHistory"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let history = default["data"]["deployment"]["statusHistory"].as_array().unwrap().clone();
     assert_eq!(history.len(), 10);
-    let times: Vec<&str> = history
-        .iter()
-        .map(|c| c["changedAt"].as_str().unwrap())
-        .collect();
-    assert!(
-        times.windows(2).all(|w| w[0] > w[1]),
-        "newest first: {times:?}"
-    );
+    let times: Vec<&str> = history.iter().map(|c| c["changedAt"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] > w[1]), "newest first: {times:?}");
     assert_eq!(history[0]["reason"], "change 14");
 
     let three = app.gql(user, query, json!({ "id": id, "limit": 3 })).await;
     assert_eq!(reasons(&three), ["change 14", "change 13", "change 12"]);
-    let all = app
-        .gql(user, query, json!({ "id": id, "limit": 100 }))
-        .await;
+    let all = app.gql(user, query, json!({ "id": id, "limit": 100 })).await;
     assert_eq!(reasons(&all).len(), 15);
     for limit in [0, -1, 101] {
-        let body = app
-            .gql(user, query, json!({ "id": id, "limit": limit }))
-            .await;
-        assert_eq!(
-            error_code(&body),
-            Some("BAD_USER_INPUT"),
-            "limit {limit}: {body}"
-        );
+        let body = app.gql(user, query, json!({ "id": id, "limit": limit })).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "limit {limit}: {body}");
     }
 }
 
@@ -196,33 +130,19 @@ async fn assert_not_found(app: &TestApp, user: Uuid, id: &str) {
     let body = status(app, user, id).await;
     assert_eq!(body["data"], json!({ "deployment": null }), "{id}: {body}");
     assert_eq!(error_code(&body), Some("NOT_FOUND"), "{id}: {body}");
-    assert_eq!(
-        body["errors"][0]["message"],
-        format!("Deployment {id} not found or access denied")
-    );
+    assert_eq!(body["errors"][0]["message"], format!("Deployment {id} not found or access denied"));
 }
 
 async fn foreign_deployment_is_not_found(app: &TestApp) {
     let owner = Uuid::new_v4();
     let id = app.insert(owner, NewDeployment::default()).await;
     assert_not_found(app, Uuid::new_v4(), &id.to_string()).await;
-    assert_eq!(
-        status(app, owner, id).await["data"]["deployment"]["id"],
-        id.to_string()
-    );
+    assert_eq!(status(app, owner, id).await["data"]["deployment"]["id"], id.to_string());
 }
 
 async fn deleted_deployment_is_not_found(app: &TestApp) {
     let user = Uuid::new_v4();
-    let id = app
-        .insert(
-            user,
-            NewDeployment {
-                deleted: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let id = app.insert(user, NewDeployment { deleted: true, ..Default::default() }).await;
     assert_not_found(app, user, &id.to_string()).await;
 }
 

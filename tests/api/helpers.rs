@@ -110,18 +110,15 @@ async fn create_run_database(admin_url: &str) -> String {
         .await
         .expect("create test database");
     let url = with_database(admin_url, &name);
-    let test_db = db::connect(&url, 1, &StatementCounter::default())
-        .await
-        .expect("connect test database");
+    let test_db =
+        db::connect(&url, 1, &StatementCounter::default()).await.expect("connect test database");
     db::migrate(&test_db).await.expect("migrate test database");
     url
 }
 
 /// `admin_url` with its database name replaced by `name`.
 fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = admin_url
-        .split_once('?')
-        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(b, q)| (b, Some(q)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_start..].find('/') {
         Some(slash) => &base[..authority_start + slash],
@@ -149,31 +146,19 @@ impl TestApp {
     }
 
     async fn connect(url: &str, sqlite_file: Option<PathBuf>) -> Self {
-        let mut db = db::connect(url, 8, &StatementCounter::default())
-            .await
-            .expect("connect");
+        let mut db = db::connect(url, 8, &StatementCounter::default()).await.expect("connect");
         let statements = Arc::new(Mutex::new(Vec::new()));
         let log = statements.clone();
         db.set_metric_callback(move |info| {
-            log.lock()
-                .expect("statement log")
-                .push(info.statement.sql.clone());
+            log.lock().expect("statement log").push(info.statement.sql.clone());
         });
         let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
         let router = http::router(AppState::new(db.clone(), keys.clone(), None));
-        Self {
-            db,
-            router,
-            keys,
-            statements,
-            sqlite_file,
-        }
+        Self { db, router, keys, statements, sqlite_file }
     }
 
     pub fn token(&self, user: Uuid) -> String {
-        self.keys
-            .mint(user, Duration::from_secs(600))
-            .expect("mint")
+        self.keys.mint(user, Duration::from_secs(600)).expect("mint")
     }
 
     /// Sends a request through the router (no network) and returns status,
@@ -203,9 +188,8 @@ impl TestApp {
     /// Runs one GraphQL operation as `user` and returns the whole response body.
     pub async fn gql(&self, user: Uuid, query: &str, variables: Value) -> Value {
         let body = json!({ "query": query, "variables": variables }).to_string();
-        let (status, _, json) = self
-            .post(Some(&format!("Bearer {}", self.token(user))), body.into())
-            .await;
+        let (status, _, json) =
+            self.post(Some(&format!("Bearer {}", self.token(user))), body.into()).await;
         assert_eq!(status, StatusCode::OK, "{json}");
         json
     }
@@ -225,9 +209,7 @@ impl TestApp {
 
     /// Serves the app on a free port of 127.0.0.1, until the test ends.
     pub async fn serve(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = self.router.clone();
         tokio::spawn(http::serve(listener, router, std::future::pending()));
@@ -316,7 +298,8 @@ impl Default for NewDeployment {
             replicas: vec![ReplicaStatus::Running],
             resources: true,
             history: 1,
-            created_at: micros(Utc::now()),
+            // An hour ago, so seeded history (a minute a row) lies in the past.
+            created_at: micros(Utc::now() - chrono::Duration::hours(1)),
             deleted: false,
         }
     }

@@ -16,24 +16,18 @@ async fn healthz_answers_without_the_database_and_readyz_follows_it() {
     assert_eq!(app.send(get("/readyz")).await.0, StatusCode::OK);
 
     app.db.clone().close().await.expect("close pool");
-    assert_eq!(
-        app.send(get("/readyz")).await.0,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(app.send(get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.send(get("/healthz")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn get_graphql_serves_graphiql() {
     let app = TestApp::sqlite().await;
-    let response = tower::ServiceExt::oneshot(app.router.clone(), get("/graphql"))
-        .await
-        .expect("router");
+    let response =
+        tower::ServiceExt::oneshot(app.router.clone(), get("/graphql")).await.expect("router");
     assert_eq!(response.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .expect("body")
-        .to_bytes();
+    let body =
+        http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
     let html = String::from_utf8_lossy(&body);
     assert!(html.contains("graphiql"), "{html}");
     assert!(html.contains("/graphql"), "{html}");

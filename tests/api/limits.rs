@@ -24,28 +24,15 @@ async fn two_thousand_aliased_lookups_are_refused_within_a_second() {
         .collect();
     let before = statement_count(&app);
     let started = Instant::now();
-    let body = app
-        .gql(Uuid::new_v4(), &format!("{{ {fields} }}"), json!({}))
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    let body = app.gql(Uuid::new_v4(), &format!("{{ {fields} }}"), json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert!(body["data"].is_null(), "{}", &body.to_string()[..200]);
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too complex"),
+        body["errors"][0]["message"].as_str().unwrap().contains("too complex"),
         "{}",
         body["errors"][0]
     );
-    assert_eq!(
-        statement_count(&app),
-        before,
-        "no SQL for a refused document"
-    );
+    assert_eq!(statement_count(&app), before, "no SQL for a refused document");
 }
 
 #[tokio::test]
@@ -54,13 +41,7 @@ async fn list_cost_scales_with_page_size_and_history_limit() {
     let user = Uuid::new_v4();
     let heavy = "{ deployments(first: 100) { nodes { statusHistory(limit: 100) { reason } } } }";
     let body = app.gql(user, heavy, json!({})).await;
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too complex"),
-        "{body}"
-    );
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{body}");
     let fine = "{ deployments(first: 50) { nodes { statusHistory(limit: 10) { reason } } } }";
     let body = app.gql(user, fine, json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
@@ -75,28 +56,16 @@ async fn overly_deep_documents_are_refused() {
         "}".repeat(12)
     );
     let body = app.gql(Uuid::new_v4(), &deep, json!({})).await;
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nested too deep"),
-        "{body}"
-    );
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{body}");
 }
 
 #[tokio::test]
 async fn repeated_directives_are_refused() {
     let app = TestApp::sqlite().await;
     let before = statement_count(&app);
-    let query = format!(
-        "{{ deployments {} {{ totalCount }} }}",
-        "@include(if: true) ".repeat(20)
-    );
+    let query = format!("{{ deployments {} {{ totalCount }} }}", "@include(if: true) ".repeat(20));
     let body = app.gql(Uuid::new_v4(), &query, json!({})).await;
-    assert!(
-        body["data"].is_null() && body["errors"].is_array(),
-        "{body}"
-    );
+    assert!(body["data"].is_null() && body["errors"].is_array(), "{body}");
     assert_eq!(statement_count(&app), before);
 }
 

@@ -20,12 +20,7 @@ const PAGE: &str = r"query($first: Int, $after: String, $health: Health, $status
         pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
 
 fn ids(page: &Value) -> Vec<String> {
-    page["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap().to_owned())
-        .collect()
+    page["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect()
 }
 
 async fn pagination_walks_every_row_exactly_once(app: &TestApp) {
@@ -36,32 +31,15 @@ async fn pagination_walks_every_row_exactly_once(app: &TestApp) {
         // Groups of three share a timestamp, so the id tie-break matters.
         let created_at = base - Duration::seconds(n / 3);
         inserted.push(
-            app.insert(
-                user,
-                NewDeployment {
-                    created_at,
-                    ..Default::default()
-                },
-            )
-            .await
-            .to_string(),
+            app.insert(user, NewDeployment { created_at, ..Default::default() }).await.to_string(),
         );
     }
     app.insert(Uuid::new_v4(), NewDeployment::default()).await;
-    app.insert(
-        user,
-        NewDeployment {
-            deleted: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    app.insert(user, NewDeployment { deleted: true, ..Default::default() }).await;
 
     let (mut seen, mut after, mut pages) = (Vec::new(), Value::Null, 0);
     loop {
-        let body = app
-            .gql(user, PAGE, json!({ "first": 5, "after": after }))
-            .await;
+        let body = app.gql(user, PAGE, json!({ "first": 5, "after": after })).await;
         let page = &body["data"]["deployments"];
         assert!(body["errors"].is_null(), "{body}");
         assert_eq!(page["totalCount"], 23);
@@ -86,10 +64,7 @@ async fn pagination_walks_every_row_exactly_once(app: &TestApp) {
     }
     assert_eq!(pages, 5);
     assert_eq!(seen.len(), 23);
-    assert_eq!(
-        seen.iter().collect::<HashSet<_>>(),
-        inserted.iter().collect::<HashSet<_>>()
-    );
+    assert_eq!(seen.iter().collect::<HashSet<_>>(), inserted.iter().collect::<HashSet<_>>());
     // Newest first, then id descending.
     let all = app.gql(user, PAGE, json!({ "first": 100 })).await;
     assert_eq!(ids(&all["data"]["deployments"]), seen);
@@ -107,20 +82,9 @@ async fn list_defaults_to_twenty(app: &TestApp) {
     for _ in 0..21 {
         app.insert(user, NewDeployment::default()).await;
     }
-    let body = app
-        .gql(
-            user,
-            "{ deployments { nodes { id } pageInfo { hasNextPage } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        body["data"]["deployments"]["nodes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        20
-    );
+    let body =
+        app.gql(user, "{ deployments { nodes { id } pageInfo { hasNextPage } } }", json!({})).await;
+    assert_eq!(body["data"]["deployments"]["nodes"].as_array().unwrap().len(), 20);
     assert_eq!(body["data"]["deployments"]["pageInfo"]["hasNextPage"], true);
 }
 
@@ -135,57 +99,30 @@ async fn health_filter_runs_in_sql_and_agrees_with_resolved_health(app: &TestApp
         (0, vec![Running]),
     ];
     for (target, replicas) in shapes {
-        app.insert(
-            user,
-            NewDeployment {
-                target,
-                replicas,
-                ..Default::default()
-            },
-        )
-        .await;
+        app.insert(user, NewDeployment { target, replicas, ..Default::default() }).await;
     }
     let all = app.gql(user, PAGE, json!({ "first": 100 })).await;
-    let nodes = all["data"]["deployments"]["nodes"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let nodes = all["data"]["deployments"]["nodes"].as_array().unwrap().clone();
     for health in ["HEALTHY", "DEGRADED", "UNHEALTHY"] {
         let expected: Vec<&str> = nodes
             .iter()
             .filter(|n| n["health"] == health)
             .map(|n| n["id"].as_str().unwrap())
             .collect();
-        let body = app
-            .gql(user, PAGE, json!({ "first": 100, "health": health }))
-            .await;
+        let body = app.gql(user, PAGE, json!({ "first": 100, "health": health })).await;
         assert_eq!(ids(&body["data"]["deployments"]), expected, "{health}");
-        assert_eq!(
-            body["data"]["deployments"]["totalCount"],
-            expected.len(),
-            "{health}"
-        );
+        assert_eq!(body["data"]["deployments"]["totalCount"], expected.len(), "{health}");
     }
     let expected_counts = [("HEALTHY", 2), ("DEGRADED", 2), ("UNHEALTHY", 2)];
     for (health, n) in expected_counts {
-        assert_eq!(
-            nodes.iter().filter(|d| d["health"] == health).count(),
-            n,
-            "{health}"
-        );
+        assert_eq!(nodes.iter().filter(|d| d["health"] == health).count(), n, "{health}");
     }
 }
 
 async fn status_filter_selects_matching_deployments(app: &TestApp) {
     let user = Uuid::new_v4();
-    app.insert(
-        user,
-        NewDeployment {
-            status: DeploymentStatus::Failed,
-            ..Default::default()
-        },
-    )
-    .await;
+    app.insert(user, NewDeployment { status: DeploymentStatus::Failed, ..Default::default() })
+        .await;
     app.insert(user, NewDeployment::default()).await;
     let body = app.gql(user, PAGE, json!({ "status": "FAILED" })).await;
     let nodes = body["data"]["deployments"]["nodes"].as_array().unwrap();
@@ -197,14 +134,7 @@ async fn status_filter_selects_matching_deployments(app: &TestApp) {
 async fn users_see_only_their_own_live_deployments(app: &TestApp) {
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
     let mine = app.insert(alice, NewDeployment::default()).await;
-    app.insert(
-        alice,
-        NewDeployment {
-            deleted: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    app.insert(alice, NewDeployment { deleted: true, ..Default::default() }).await;
     app.insert(bob, NewDeployment::default()).await;
     let body = app.gql(alice, PAGE, json!({})).await;
     assert_eq!(ids(&body["data"]["deployments"]), [mine.to_string()]);
@@ -215,15 +145,9 @@ async fn out_of_range_page_arguments_are_bad_input(app: &TestApp) {
     let user = Uuid::new_v4();
     for first in [0, -5, 101] {
         let body = app.gql(user, PAGE, json!({ "first": first })).await;
-        assert_eq!(
-            error_code(&body),
-            Some("BAD_USER_INPUT"),
-            "first {first}: {body}"
-        );
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "first {first}: {body}");
     }
-    let body = app
-        .gql(user, PAGE, json!({ "after": "bm90LWEtY3Vyc29y" }))
-        .await;
+    let body = app.gql(user, PAGE, json!({ "after": "bm90LWEtY3Vyc29y" })).await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
 }
 

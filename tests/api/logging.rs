@@ -29,11 +29,7 @@ impl Write for Captured {
 async fn status_lookup_is_logged_with_name_user_status_health_and_replicas() {
     let app = TestApp::sqlite().await;
     let user = Uuid::new_v4();
-    let new = NewDeployment {
-        target: 2,
-        replicas: vec![Running, Failed],
-        ..Default::default()
-    };
+    let new = NewDeployment { target: 2, replicas: vec![Running, Failed], ..Default::default() };
     let id = app.insert(user, new.clone()).await;
 
     let captured = Captured::default();
@@ -44,13 +40,8 @@ async fn status_lookup_is_logged_with_name_user_status_health_and_replicas() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let body = app
-        .gql(
-            user,
-            "query($id: ID!) { deployment(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let body =
+        app.gql(user, "query($id: ID!) { deployment(id: $id) { id } }", json!({ "id": id })).await;
     assert!(body["errors"].is_null(), "{body}");
 
     let log = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");

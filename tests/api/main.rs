@@ -38,6 +38,7 @@ mod http;
 mod limits;
 mod list;
 mod logging;
+mod mutations;
 mod schema;
 mod seed;
 mod statements;

@@ -33,15 +33,7 @@ async fn seed(app: &TestApp, user: Uuid, n: usize) {
 
 async fn status_lookup_runs_at_most_five_statements(app: &TestApp) {
     let user = Uuid::new_v4();
-    let id = app
-        .insert(
-            user,
-            NewDeployment {
-                history: 12,
-                ..Default::default()
-            },
-        )
-        .await;
+    let id = app.insert(user, NewDeployment { history: 12, ..Default::default() }).await;
     let (body, statements) = app.gql_logged(user, FULL_STATUS, json!({ "id": id })).await;
     assert!(body["errors"].is_null(), "{body}");
     // The row with its replica counts, then replicas, resources and history:
@@ -54,17 +46,10 @@ async fn list_runs_a_constant_number_of_statements_whatever_the_page_size(app: &
     seed(app, user, 50).await;
     let mut counts = Vec::new();
     for first in [1, 10, 50] {
-        let (body, statements) = app
-            .gql_logged(user, LIST_EVERYTHING, json!({ "first": first }))
-            .await;
+        let (body, statements) =
+            app.gql_logged(user, LIST_EVERYTHING, json!({ "first": first })).await;
         assert!(body["errors"].is_null(), "{body}");
-        assert_eq!(
-            body["data"]["deployments"]["nodes"]
-                .as_array()
-                .unwrap()
-                .len(),
-            first
-        );
+        assert_eq!(body["data"]["deployments"]["nodes"].as_array().unwrap().len(), first);
         // Page and count, then replicas, resources, counts and history for the
         // whole page: 6 of the 8 the contract allows.
         assert_eq!(statements.len(), 6, "{statements:#?}");
@@ -79,32 +64,19 @@ async fn health_alone_aggregates_without_loading_replica_rows(app: &TestApp) {
     let query = "{ deployments(first: 20) { nodes { health replicaCounts { total failed } } } }";
     let (body, statements) = app.gql_logged(user, query, json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
-    assert_eq!(
-        body["data"]["deployments"]["nodes"][0]["health"],
-        "DEGRADED"
-    );
+    assert_eq!(body["data"]["deployments"]["nodes"][0]["health"], "DEGRADED");
     // The page, then one aggregate across all twenty deployments.
     assert_eq!(statements.len(), 2, "{statements:#?}");
-    assert!(
-        statements[1].to_uppercase().contains("GROUP BY"),
-        "{statements:#?}"
-    );
+    assert!(statements[1].to_uppercase().contains("GROUP BY"), "{statements:#?}");
 }
 
 async fn unselected_fields_are_not_fetched(app: &TestApp) {
     let user = Uuid::new_v4();
     seed(app, user, 3).await;
-    let (_, statements) = app
-        .gql_logged(user, "{ deployments { nodes { id name } } }", json!({}))
-        .await;
-    assert_eq!(
-        statements.len(),
-        1,
-        "no totalCount, no nested fields: {statements:#?}"
-    );
-    let (_, statements) = app
-        .gql_logged(user, "{ deployments { totalCount } }", json!({}))
-        .await;
+    let (_, statements) =
+        app.gql_logged(user, "{ deployments { nodes { id name } } }", json!({})).await;
+    assert_eq!(statements.len(), 1, "no totalCount, no nested fields: {statements:#?}");
+    let (_, statements) = app.gql_logged(user, "{ deployments { totalCount } }", json!({})).await;
     assert_eq!(statements.len(), 2, "{statements:#?}");
 }
 

@@ -1,0 +1,116 @@
+//! Mutations: create, scale and delete deployments. Each answers with the
+//! fresh state so a client cache updates from one round trip.
+
+use async_graphql::{Context, ID, InputObject, Object, Result, ResultExt, SimpleObject};
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use super::deployment::{Deployment, parse_id};
+use crate::{
+    auth::AuthUser,
+    service::{
+        health::ReplicaCounts,
+        mutations,
+        validation::{NewDeployment, NewResources},
+    },
+};
+
+/// A new deployment.
+#[derive(InputObject, Debug)]
+pub struct CreateDeploymentInput {
+    /// 1 to 63 lowercase letters, digits or '-', starting with a letter and
+    /// not ending with '-'; unique among your live deployments.
+    pub name: String,
+    /// How many replicas should run, 0 to 100.
+    pub target_replicas: i32,
+    /// Resources of each replica.
+    pub resources: ResourcesInput,
+}
+
+/// Resources of each replica.
+#[derive(InputObject, Debug)]
+pub struct ResourcesInput {
+    /// CPU cores, more than 0 and at most 64.
+    pub cpu_cores: f64,
+    /// Memory in MiB, 16 to 1,048,576.
+    pub memory_mb: i32,
+    /// Whole GPUs, 0 to 16.
+    #[graphql(default = 0)]
+    pub gpu_units: i32,
+    /// Persistent storage in GB, 0 to 16,384.
+    pub storage_gb: i32,
+}
+
+impl From<CreateDeploymentInput> for NewDeployment {
+    fn from(input: CreateDeploymentInput) -> Self {
+        let r = input.resources;
+        Self {
+            name: input.name,
+            target_replicas: input.target_replicas,
+            resources: NewResources {
+                cpu_cores: r.cpu_cores,
+                memory_mb: r.memory_mb,
+                gpu_units: r.gpu_units,
+                storage_gb: r.storage_gb,
+            },
+        }
+    }
+}
+
+/// What remains of a deleted deployment.
+#[derive(SimpleObject, Debug)]
+pub struct DeletedDeployment {
+    /// Id of the deleted deployment.
+    pub id: ID,
+    /// When it was deleted.
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// Changes to your deployments.
+#[derive(Debug, Default)]
+pub struct DeploymentMutation;
+
+#[Object]
+impl DeploymentMutation {
+    /// Creates a deployment in status PENDING with its resources. A name
+    /// already used by one of your live deployments is a `CONFLICT`.
+    async fn create_deployment(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateDeploymentInput,
+    ) -> Result<Deployment> {
+        let user = ctx.data::<AuthUser>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let model = mutations::create(db, user.0, &input.into()).await.extend()?;
+        // A new deployment has no replicas yet: no need to count them.
+        Ok(Deployment::with_counts(model, ReplicaCounts::default()))
+    }
+
+    /// Sets how many replicas should run (0 to 100); the same count changes nothing.
+    async fn scale_deployment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deployment to scale.")] id: ID,
+        #[graphql(desc = "The new target, 0 to 100.")] target_replicas: i32,
+    ) -> Result<Deployment> {
+        let user = ctx.data::<AuthUser>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let uuid = parse_id(&id).extend()?;
+        let model = mutations::scale(db, user.0, uuid, target_replicas).await.extend()?;
+        Ok(Deployment::new(model))
+    }
+
+    /// Deletes a deployment: it stops, its resources are released and its
+    /// replicas are told to stop; it no longer appears in queries.
+    async fn delete_deployment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deployment to delete.")] id: ID,
+    ) -> Result<DeletedDeployment> {
+        let user = ctx.data::<AuthUser>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let uuid = parse_id(&id).extend()?;
+        let deleted_at = mutations::delete(db, user.0, uuid).await.extend()?;
+        Ok(DeletedDeployment { id, deleted_at })
+    }
+}
