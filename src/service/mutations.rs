@@ -175,7 +175,7 @@ pub async fn delete(db: &DatabaseConnection, user: Uuid, id: Uuid) -> ApiResult<
     let stopping = stop_replicas(&txn, id).await?;
     txn.commit().await?;
     tracing::info!(
-        %user, deployment = %before.name, %id, status_before = ?before.status,
+        %user, deployment = %before.name, %id, status_before = ?before.status, status_after = ?stopped,
         replicas_stopping = stopping, "deployment deleted"
     );
     Ok(at)

@@ -32,6 +32,7 @@ macro_rules! backend_tests {
 mod auth;
 mod cli;
 mod codegen;
+mod concurrency;
 mod deployment;
 mod helpers;
 mod http;
