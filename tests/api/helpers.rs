@@ -4,7 +4,10 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
@@ -40,10 +43,18 @@ pub struct TestApp {
     /// Every SQL statement run on this app's pool, in order.
     pub statements: Arc<Mutex<Vec<String>>>,
     sqlite_file: Option<PathBuf>,
+    /// Admin URL and name of this test's Postgres database.
+    postgres_database: Option<(String, String)>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.postgres_database.take() {
+            on_own_runtime(async move {
+                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                admin(&admin_url).await.execute_unprepared(&sql).await.expect("drop test database");
+            });
+        }
         if let Some(path) = &self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -52,9 +63,9 @@ impl Drop for TestApp {
     }
 }
 
-/// The Postgres URL of this test run's database, created (and migrated) on
-/// first use; `None` when `TEST_DATABASE_URL` is unset outside CI.
-fn postgres_url() -> Option<String> {
+/// The admin URL from `TEST_DATABASE_URL`, after dropping the databases that
+/// earlier, killed runs left behind; `None` when unset outside CI.
+fn postgres_admin_url() -> Option<String> {
     static URL: OnceLock<Option<String>> = OnceLock::new();
     URL.get_or_init(|| {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
@@ -65,25 +76,30 @@ fn postgres_url() -> Option<String> {
             eprintln!("TEST_DATABASE_URL is unset: skipping the Postgres variant");
             return None;
         };
-        // Its own runtime: the pools of each test live on their own runtimes.
-        let url = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .expect("a runtime")
-                .block_on(create_run_database(&admin_url))
-        })
-        .join()
-        .expect("creating the test database panicked");
-        Some(url)
+        let url = admin_url.clone();
+        on_own_runtime(async move { drop_stale_databases(&url).await });
+        Some(admin_url)
     })
     .clone()
 }
 
-/// Creates `deployql_test_<pid>`, dropping those of earlier runs whose
-/// process is gone, and migrates it.
-async fn create_run_database(admin_url: &str) -> String {
-    let admin = db::connect(admin_url, 1, &StatementCounter::default())
+/// Runs admin work on a runtime of its own, from sync code or from inside a
+/// test's runtime alike.
+fn on_own_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || tokio::runtime::Runtime::new().expect("a runtime").block_on(work))
+        .join()
+        .expect("admin work panicked")
+}
+
+async fn admin(admin_url: &str) -> DatabaseConnection {
+    db::connect(admin_url, 1, &StatementCounter::default())
         .await
-        .unwrap_or_else(|err| panic!("Postgres at TEST_DATABASE_URL is unreachable: {err}"));
+        .unwrap_or_else(|err| panic!("Postgres at TEST_DATABASE_URL is unreachable: {err}"))
+}
+
+/// Test databases are named `deployql_test_<pid>_<n>`; those whose process is gone are dropped.
+async fn drop_stale_databases(admin_url: &str) {
+    let admin = admin(admin_url).await;
     let rows = admin
         .query_all_raw(sea_orm::Statement::from_string(
             admin.get_database_backend(),
@@ -93,18 +109,20 @@ async fn create_run_database(admin_url: &str) -> String {
         .expect("list test databases");
     for row in rows {
         let name: String = row.try_get("", "datname").expect("datname");
-        let pid = name.trim_start_matches("deployql_test_");
+        let pid = name.trim_start_matches("deployql_test_").split('_').next().unwrap_or_default();
         if !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await;
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = admin.execute_unprepared(&sql).await;
         }
     }
-    let name = format!("deployql_test_{}", std::process::id());
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .expect("drop old test database");
+}
+
+/// A fresh, migrated database for one test; dropped when the test's `TestApp` drops.
+async fn create_test_database(admin_url: &str) -> (String, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name =
+        format!("deployql_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let admin = admin(admin_url).await;
     admin
         .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
         .await
@@ -113,7 +131,7 @@ async fn create_run_database(admin_url: &str) -> String {
     let test_db =
         db::connect(&url, 1, &StatementCounter::default()).await.expect("connect test database");
     db::migrate(&test_db).await.expect("migrate test database");
-    url
+    (name, url)
 }
 
 /// `admin_url` with its database name replaced by `name`.
@@ -141,8 +159,11 @@ impl TestApp {
 
     /// `None` when Postgres is not configured (never in CI).
     pub async fn postgres() -> Option<Self> {
-        let url = postgres_url()?;
-        Some(Self::connect(&url, None).await)
+        let admin_url = postgres_admin_url()?;
+        let (name, url) = create_test_database(&admin_url).await;
+        let mut app = Self::connect(&url, None).await;
+        app.postgres_database = Some((admin_url, name));
+        Some(app)
     }
 
     async fn connect(url: &str, sqlite_file: Option<PathBuf>) -> Self {
@@ -154,7 +175,7 @@ impl TestApp {
         });
         let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
         let router = http::router(AppState::new(db.clone(), keys.clone(), None));
-        Self { db, router, keys, statements, sqlite_file }
+        Self { db, router, keys, statements, sqlite_file, postgres_database: None }
     }
 
     pub fn token(&self, user: Uuid) -> String {
