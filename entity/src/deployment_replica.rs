@@ -1,10 +1,11 @@
 //! `deployment_replicas`: the containers of a deployment, written by the scheduler and node agents.
 
 use sea_orm::entity::prelude::*;
+use serde::Deserialize;
 
 use crate::ReplicaStatus;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Deserialize)]
 #[sea_orm(table_name = "deployment_replicas")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,8 +1,9 @@
 //! `deployment_resources`: at most one allocation per deployment.
 
 use sea_orm::entity::prelude::*;
+use serde::Deserialize;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Deserialize)]
 #[sea_orm(table_name = "deployment_resources")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,10 +1,11 @@
 //! `deployment_status_history`: every status transition of a deployment, append-only.
 
 use sea_orm::entity::prelude::*;
+use serde::Deserialize;
 
 use crate::DeploymentStatus;
 
-#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Deserialize)]
 #[sea_orm(table_name = "deployment_status_history")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,9 @@
 //! sea-orm entities for deployql's tables.
 //!
 //! This crate knows nothing of GraphQL: the API wraps these models in its own
-//! output types, so the tables and the schema can evolve separately.
+//! output types, so the tables and the schema can evolve separately. Models
+//! of related rows deserialize from JSON with the column names as keys, the
+//! shape Postgres' `row_to_json` gives, so one statement can carry them.
 
 pub mod deployment;
 pub mod deployment_replica;

@@ -1,10 +1,12 @@
 //! Statuses, stored as lowercase text so that other services can write them.
 
 use sea_orm::entity::prelude::*;
+use serde::Deserialize;
 
 /// Lifecycle state of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
 pub enum DeploymentStatus {
     #[sea_orm(string_value = "pending")]
     Pending,
@@ -19,8 +21,9 @@ pub enum DeploymentStatus {
 }
 
 /// Lifecycle state of one replica (container) of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
 pub enum ReplicaStatus {
     #[sea_orm(string_value = "pending")]
     Pending,

@@ -23,7 +23,10 @@ impl DeploymentConnection {
     }
 
     fn cursors(&self) -> impl Iterator<Item = String> + '_ {
-        self.page.rows.iter().map(|row| Cursor { created_at: row.created_at, id: row.id }.encode())
+        self.page
+            .rows
+            .iter()
+            .map(|(row, _)| Cursor { created_at: row.created_at, id: row.id }.encode())
     }
 }
 
@@ -67,12 +70,12 @@ impl DeploymentConnection {
             .rows
             .iter()
             .zip(self.cursors())
-            .map(|(row, cursor)| DeploymentEdge { cursor, node: Deployment::new(row.clone()) })
+            .map(|(row, cursor)| DeploymentEdge { cursor, node: Deployment::new(row.0.clone()) })
             .collect()
     }
     /// The deployments alone.
     async fn nodes(&self) -> Vec<Deployment> {
-        self.page.rows.iter().cloned().map(Deployment::new).collect()
+        self.page.rows.iter().map(|(row, _)| Deployment::new(row.clone())).collect()
     }
     /// Pagination state.
     async fn page_info(&self) -> PageInfo {

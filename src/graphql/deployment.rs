@@ -16,7 +16,7 @@ use super::{
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    service::{deployments, health, pagination},
+    service::{deployments, health, pagination, plan::Plan},
 };
 
 /// Largest `statusHistory(limit:)`.
@@ -131,11 +131,20 @@ pub fn parse_id(id: &ID) -> Result<uuid::Uuid, ApiError> {
     id.parse().map_err(|_| ApiError::DeploymentNotFound(id.to_string()))
 }
 
-/// Finds a live deployment of `user` and logs the status lookup.
-async fn lookup(db: &DatabaseConnection, user: AuthUser, id: &ID) -> Result<Deployment, ApiError> {
-    let (model, counts) = deployments::find_with_counts(db, user.0, parse_id(id)?)
+/// Finds a live deployment of `user` with what `plan` asks for, primes the
+/// loaders, and logs the status lookup.
+async fn lookup(
+    db: &DatabaseConnection,
+    loaders: &Loaders,
+    user: AuthUser,
+    id: &ID,
+    plan: &Plan,
+) -> Result<Deployment, ApiError> {
+    let (model, prefetched) = deployments::find(db, user.0, parse_id(id)?, plan)
         .await?
         .ok_or_else(|| ApiError::DeploymentNotFound(id.to_string()))?;
+    prefetch::prime(loaders, plan, &[(model.id, &prefetched)]).await?;
+    let counts = prefetched.counts.unwrap_or_default();
     tracing::info!(
         deployment = %model.name,
         user = %user,
@@ -160,7 +169,11 @@ impl DeploymentQuery {
     async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Deployment>> {
         let user = *ctx.data::<AuthUser>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        Ok(null_on_error(ctx, lookup(db, user, &id).await.map(Some)))
+        let loaders = ctx.data::<Loaders>()?;
+        let mut plan = prefetch::plan(&[ctx.look_ahead()]);
+        // The lookup log reports health, so the counts always come along.
+        plan.counts = true;
+        Ok(null_on_error(ctx, lookup(db, loaders, user, &id, &plan).await.map(Some)))
     }
 
     /// Your deployments, newest first, `first` (1 to 100) at a time.
@@ -183,9 +196,12 @@ impl DeploymentQuery {
             status: status.map(Into::into),
             health: health.map(Into::into),
         };
-        let page = deployments::list_page(db, &filter, first, after).await.extend()?;
-        let ids: Vec<_> = page.rows.iter().map(|row| row.id).collect();
-        prefetch::page(ctx, &ids).await.extend()?;
+        let selection = ctx.look_ahead();
+        let plan =
+            prefetch::plan(&[selection.field("nodes"), selection.field("edges").field("node")]);
+        let page = deployments::list_page(db, &filter, first, after, &plan).await.extend()?;
+        let rows: Vec<_> = page.rows.iter().map(|(row, prefetched)| (row.id, prefetched)).collect();
+        prefetch::prime(ctx.data::<Loaders>()?, &plan, &rows).await.extend()?;
         Ok(DeploymentConnection::new(page, filter, after.is_some()))
     }
 }

@@ -1,6 +1,6 @@
 //! Reading deployments: one by id, and the filtered, keyset-paginated list.
 
-use entity::{DeploymentStatus, ReplicaStatus, deployment};
+use entity::{DeploymentStatus, deployment};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
@@ -8,20 +8,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    health::{Health, ReplicaCounts, health_condition, replica_count_expr},
+    health::{Health, health_condition},
     pagination::Cursor,
+    plan::{Plan, Prefetched},
 };
 use crate::error::ApiResult;
-
-/// Statuses in the order of the count columns selected with a deployment.
-const COUNTED: [(ReplicaStatus, &str); 6] = [
-    (ReplicaStatus::Pending, "replicas_pending"),
-    (ReplicaStatus::Starting, "replicas_starting"),
-    (ReplicaStatus::Running, "replicas_running"),
-    (ReplicaStatus::Stopping, "replicas_stopping"),
-    (ReplicaStatus::Stopped, "replicas_stopped"),
-    (ReplicaStatus::Failed, "replicas_failed"),
-];
 
 /// A user's live (not deleted) deployments.
 fn live_of(user: Uuid) -> Select<deployment::Entity> {
@@ -30,26 +21,19 @@ fn live_of(user: Uuid) -> Select<deployment::Entity> {
         .filter(deployment::Column::DeletedAt.is_null())
 }
 
-/// Fetches one live deployment of `user` together with its replica counts,
-/// in one statement.
-pub async fn find_with_counts(
+/// Fetches one live deployment of `user` with what `plan` asks for.
+pub async fn find(
     db: &impl ConnectionTrait,
     user: Uuid,
     id: Uuid,
-) -> ApiResult<Option<(deployment::Model, ReplicaCounts)>> {
-    let mut select = live_of(user).filter(deployment::Column::Id.eq(id));
-    for (status, alias) in COUNTED {
-        select = select.column_as(replica_count_expr(status), alias);
-    }
-    let Some(row) = db.query_one_raw(select.build(db.get_database_backend())).await? else {
+    plan: &Plan,
+) -> ApiResult<Option<(deployment::Model, Prefetched)>> {
+    let backend = db.get_database_backend();
+    let select = plan.add_columns(live_of(user).filter(deployment::Column::Id.eq(id)), backend);
+    let Some(row) = db.query_one_raw(select.build(backend)).await? else {
         return Ok(None);
     };
-    let model = deployment::Model::from_query_result(&row, "")?;
-    let mut counts = ReplicaCounts::default();
-    for (status, alias) in COUNTED {
-        counts.add(status, row.try_get::<i64>("", alias)?);
-    }
-    Ok(Some((model, counts)))
+    Ok(Some((deployment::Model::from_query_result(&row, "")?, plan.decode(&row, backend)?)))
 }
 
 /// Which of a user's deployments the list shows.
@@ -71,7 +55,7 @@ impl ListFilter {
 /// One page of the list, newest first, and whether more rows follow it.
 #[derive(Debug)]
 pub struct Page {
-    pub rows: Vec<deployment::Model>,
+    pub rows: Vec<(deployment::Model, Prefetched)>,
     pub has_next_page: bool,
 }
 
@@ -80,9 +64,11 @@ pub async fn list_page(
     filter: &ListFilter,
     first: u64,
     after: Option<Cursor>,
+    plan: &Plan,
 ) -> ApiResult<Page> {
     use deployment::Column::{CreatedAt, Id};
-    let mut rows = filter
+    let backend = db.get_database_backend();
+    let select = filter
         .select()
         .apply_if(after, |q, after| {
             q.filter(
@@ -94,9 +80,11 @@ pub async fn list_page(
         .order_by_desc(CreatedAt)
         .order_by_desc(Id)
         // One extra row tells whether a next page exists.
-        .limit(first + 1)
-        .all(db)
-        .await?;
+        .limit(first + 1);
+    let mut rows = Vec::new();
+    for row in db.query_all_raw(plan.add_columns(select, backend).build(backend)).await? {
+        rows.push((deployment::Model::from_query_result(&row, "")?, plan.decode(&row, backend)?));
+    }
     let has_next_page = rows.len() as u64 > first;
     rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
     Ok(Page { rows, has_next_page })

@@ -5,5 +5,6 @@ pub mod deployments;
 pub mod health;
 pub mod mutations;
 pub mod pagination;
+pub mod plan;
 pub mod related;
 pub mod validation;

@@ -29,11 +29,14 @@ pub async fn replicas_of(
     for row in rows {
         by_deployment.entry(row.deployment_id).or_default().push(row);
     }
-    for replicas in by_deployment.values_mut() {
-        // Sorting here keeps the order identical on SQLite and Postgres, whose NULL ordering differs.
-        replicas.sort_by_key(|r| (r.started_at.is_none(), r.started_at, r.id));
-    }
+    by_deployment.values_mut().for_each(|replicas| sort_replicas(replicas));
     Ok(by_deployment)
+}
+
+/// Oldest start first, never-started last, then by id. Sorting here keeps the
+/// order identical on SQLite and Postgres, whose NULL ordering differs.
+pub fn sort_replicas(replicas: &mut [replica::Model]) {
+    replicas.sort_by_key(|r| (r.started_at.is_none(), r.started_at, r.id));
 }
 
 pub async fn resources_of(

@@ -151,7 +151,46 @@ async fn out_of_range_page_arguments_are_bad_input(app: &TestApp) {
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
 }
 
+async fn nested_fields_in_a_list_match_the_status_lookup(app: &TestApp) {
+    let user = Uuid::new_v4();
+    let shapes = [(vec![Running, Failed], true, 7), (vec![], false, 0), (vec![Pending], true, 3)];
+    for (replicas, resources, history) in shapes {
+        app.insert(user, NewDeployment { replicas, resources, history, ..Default::default() })
+            .await;
+    }
+    let fields = "id health replicaCounts { total failed } replicas { id status startedAt } \
+        resources { cpuCores } recent: statusHistory(limit: 2) { reason changedAt } \
+        older: statusHistory(limit: 5) { reason }";
+    let list = app
+        .gql(
+            user,
+            &format!(
+                "{{ deployments {{ nodes {{ {fields} }} edges {{ node {{ {fields} }} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(list["errors"].is_null(), "{list}");
+    let nodes = list["data"]["deployments"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for (n, node) in nodes.iter().enumerate() {
+        assert_eq!(&list["data"]["deployments"]["edges"][n]["node"], node);
+        let one = app
+            .gql(
+                user,
+                &format!("query($id: ID!) {{ deployment(id: $id) {{ {fields} }} }}"),
+                json!({ "id": node["id"] }),
+            )
+            .await;
+        assert_eq!(&one["data"]["deployment"], node);
+        let (recent, older) =
+            (node["recent"].as_array().unwrap().len(), node["older"].as_array().unwrap().len());
+        assert!(recent <= 2 && older <= 5 && recent <= older, "{node}");
+    }
+}
+
 backend_tests!(
+    nested_fields_in_a_list_match_the_status_lookup,
     pagination_walks_every_row_exactly_once,
     list_defaults_to_twenty,
     health_filter_runs_in_sql_and_agrees_with_resolved_health,
