@@ -30,10 +30,10 @@ pub(crate) fn plan(selections: &[Lookahead<'_>]) -> Plan {
                     _ => None,
                 });
             // Out-of-range limits are refused by the resolver; nothing to fetch.
-            if let Some(limit) = limit.filter(|l| (1..=100).contains(l)) {
-                if !plan.history_limits.contains(&limit) {
-                    plan.history_limits.push(limit);
-                }
+            if let Some(limit) = limit.filter(|l| (1..=100).contains(l))
+                && !plan.history_limits.contains(&limit)
+            {
+                plan.history_limits.push(limit);
             }
         }
     }
