@@ -20,19 +20,18 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Connects and applies pending migrations.
 pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
-    let db =
-        db::connect(&config.database_url, config.db_max_connections, &StatementCounter::default())
-            .await
-            .map_err(|err| {
-                format!("cannot connect to {}: {err}", redacted(&config.database_url))
-            })?;
+    let db = db::connect(&config.database_url, config.db_max_connections)
+        .await
+        .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;
     db::migrate(&db).await.map_err(|err| format!("migration failed: {err}"))?;
     Ok(db)
 }
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> AppResult<()> {
-    let db = connect_and_migrate(&config).await?;
+    let mut db = connect_and_migrate(&config).await?;
+    let statements = StatementCounter::default();
+    statements.install(&mut db);
     let (keys, demo_token) = match &config.jwt_secret {
         Some(secret) => (JwtKeys::new(secret), None),
         None => dev_mode(&db).await?,
@@ -41,7 +40,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    let state = http::AppState::new(db, keys, demo_token.as_deref());
+    let state = http::AppState::new(db, keys, demo_token.as_deref(), statements);
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
         println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");

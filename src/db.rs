@@ -23,14 +23,20 @@ impl StatementCounter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    pub fn record(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts every statement `db` runs from now on.
+    pub fn install(&self, db: &mut DatabaseConnection) {
+        let counter = self.clone();
+        db.set_metric_callback(move |_| counter.record());
+    }
 }
 
-/// Opens a pool on `url` (SQLite or Postgres) and installs `counter`.
-pub async fn connect(
-    url: &str,
-    max_connections: u32,
-    counter: &StatementCounter,
-) -> Result<DatabaseConnection, DbErr> {
+/// Opens a pool on `url` (SQLite or Postgres).
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(max_connections)
@@ -46,12 +52,7 @@ pub async fn connect(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
-    let mut db = Database::connect(options).await?;
-    let count = counter.0.clone();
-    db.set_metric_callback(move |_| {
-        count.fetch_add(1, Ordering::Relaxed);
-    });
-    Ok(db)
+    Database::connect(options).await
 }
 
 /// Applies every pending migration.

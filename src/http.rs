@@ -1,6 +1,12 @@
 //! HTTP routes: GraphQL over POST, GraphiQL over GET, liveness and readiness.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use async_graphql::{BatchRequest, http::GraphiQLSource};
 use async_graphql_axum::GraphQLResponse;
@@ -17,7 +23,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::{auth::JwtKeys, error::ApiError, graphql};
+use crate::{auth::JwtKeys, db::StatementCounter, error::ApiError, graphql};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -31,11 +37,19 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
     graphiql: Arc<str>,
+    statements: StatementCounter,
+    operations: Arc<AtomicU64>,
 }
 
 impl AppState {
     /// `graphiql_token`, when given, is pre-filled in GraphiQL's headers (dev mode).
-    pub fn new(db: DatabaseConnection, keys: JwtKeys, graphiql_token: Option<&str>) -> Self {
+    /// `statements` is the counter installed on `db`, reported by `/metrics`.
+    pub fn new(
+        db: DatabaseConnection,
+        keys: JwtKeys,
+        graphiql_token: Option<&str>,
+        statements: StatementCounter,
+    ) -> Self {
         let authorization = graphiql_token.map(|token| format!("Bearer {token}"));
         let mut graphiql = GraphiQLSource::build().endpoint("/graphql").title("deployql");
         if let Some(value) = &authorization {
@@ -46,6 +60,8 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             graphiql: graphiql.finish().into(),
+            statements,
+            operations: Arc::default(),
         }
     }
 }
@@ -61,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         // Applies to the body however it arrives, with or without Content-Length.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -118,6 +135,11 @@ async fn graphql(
                 .collect(),
         ),
     };
+    let operations = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len() as u64,
+    };
+    state.operations.fetch_add(operations, Ordering::Relaxed);
     GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
 }
 
@@ -140,6 +162,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database timed out").into_response(),
     }
+}
+
+/// Counters in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = format!(
+        "# HELP deployql_sql_statements_total SQL statements run on the database.\n\
+         # TYPE deployql_sql_statements_total counter\n\
+         deployql_sql_statements_total {}\n\
+         # HELP deployql_graphql_operations_total Authenticated GraphQL operations executed.\n\
+         # TYPE deployql_graphql_operations_total counter\n\
+         deployql_graphql_operations_total {}\n",
+        state.statements.get(),
+        state.operations.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn unauthorized(err: &ApiError) -> Response {

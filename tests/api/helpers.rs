@@ -92,7 +92,7 @@ fn on_own_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
 }
 
 async fn admin(admin_url: &str) -> DatabaseConnection {
-    db::connect(admin_url, 1, &StatementCounter::default())
+    db::connect(admin_url, 1)
         .await
         .unwrap_or_else(|err| panic!("Postgres at TEST_DATABASE_URL is unreachable: {err}"))
 }
@@ -128,8 +128,7 @@ async fn create_test_database(admin_url: &str) -> (String, String) {
         .await
         .expect("create test database");
     let url = with_database(admin_url, &name);
-    let test_db =
-        db::connect(&url, 1, &StatementCounter::default()).await.expect("connect test database");
+    let test_db = db::connect(&url, 1).await.expect("connect test database");
     db::migrate(&test_db).await.expect("migrate test database");
     (name, url)
 }
@@ -167,14 +166,16 @@ impl TestApp {
     }
 
     async fn connect(url: &str, sqlite_file: Option<PathBuf>) -> Self {
-        let mut db = db::connect(url, 8, &StatementCounter::default()).await.expect("connect");
+        let mut db = db::connect(url, 8).await.expect("connect");
         let statements = Arc::new(Mutex::new(Vec::new()));
-        let log = statements.clone();
+        let (log, counter) = (statements.clone(), StatementCounter::default());
+        let metrics = counter.clone();
         db.set_metric_callback(move |info| {
+            counter.record();
             log.lock().expect("statement log").push(info.statement.sql.clone());
         });
         let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
-        let router = http::router(AppState::new(db.clone(), keys.clone(), None));
+        let router = http::router(AppState::new(db.clone(), keys.clone(), None, metrics));
         Self { db, router, keys, statements, sqlite_file, postgres_database: None }
     }
 

@@ -32,3 +32,28 @@ async fn get_graphql_serves_graphiql() {
     assert!(html.contains("graphiql"), "{html}");
     assert!(html.contains("/graphql"), "{html}");
 }
+
+#[tokio::test]
+async fn metrics_count_statements_and_operations() {
+    let app = TestApp::sqlite().await;
+    let metric = |text: &str, name: &str| -> u64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).expect("metric present");
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    let scrape = || async {
+        let response =
+            tower::ServiceExt::oneshot(app.router.clone(), get("/metrics")).await.expect("router");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body =
+            http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let before = scrape().await;
+    app.gql(uuid::Uuid::new_v4(), "{ deployments { totalCount } }", serde_json::json!({})).await;
+    let after = scrape().await;
+    let statements = |t: &str| metric(t, "deployql_sql_statements_total");
+    let operations = |t: &str| metric(t, "deployql_graphql_operations_total");
+    assert_eq!(statements(&after) - statements(&before), 2, "page and count");
+    assert_eq!(operations(&after) - operations(&before), 1);
+}
