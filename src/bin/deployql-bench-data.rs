@@ -38,6 +38,9 @@ struct Args {
     targets: std::path::PathBuf,
 }
 
+/// Bind parameters per INSERT, under both backends' limits.
+const MAX_BIND_PARAMETERS: usize = 30_000;
+
 /// Small deterministic generator: the same arguments give the same shapes.
 struct XorShift(u64);
 
@@ -50,18 +53,13 @@ impl XorShift {
     }
 }
 
-/// Rows per INSERT, under both backends' bind-parameter limits.
-fn chunk_rows<A: ActiveModelTrait>(columns: usize) -> usize {
-    30_000 / columns
-}
-
 async fn insert_all<A>(txn: &impl sea_orm::ConnectionTrait, rows: Vec<A>, columns: usize) -> Result<(), sea_orm::DbErr>
 where
     A: ActiveModelTrait + Send,
 {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(chunk_rows::<A>(columns)).collect();
+        let chunk: Vec<A> = rows.by_ref().take(MAX_BIND_PARAMETERS / columns).collect();
         <A::Entity as EntityTrait>::insert_many(chunk).exec_without_returning(txn).await?;
     }
     Ok(())

@@ -4,6 +4,7 @@ pub mod connection;
 pub mod deployment;
 pub mod loaders;
 pub mod mutation;
+mod parse_cache;
 mod prefetch;
 pub mod types;
 
@@ -35,6 +36,7 @@ pub fn build_schema() -> AppSchema {
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(MAX_DIRECTIVES)
+        .extension(parse_cache::ParseCache::default())
         .finish()
 }
 
