@@ -45,9 +45,15 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env, global = true, default_value = "127.0.0.1:8000")]
     pub listen_addr: SocketAddr,
-    /// Largest number of pooled database connections.
-    #[arg(long, env, global = true, default_value_t = 16)]
+    /// Largest number of pooled database connections; default twice the CPU count
+    /// (a larger pool only queues work inside Postgres; see BENCHMARKS.md).
+    #[arg(long, env, global = true, default_value_t = default_pool_size())]
     pub db_max_connections: u32,
+}
+
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2)
 }
 
 /// The JWT signing secret; never printed.
