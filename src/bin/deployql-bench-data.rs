@@ -53,7 +53,11 @@ impl XorShift {
     }
 }
 
-async fn insert_all<A>(txn: &impl sea_orm::ConnectionTrait, rows: Vec<A>, columns: usize) -> Result<(), sea_orm::DbErr>
+async fn insert_all<A>(
+    txn: &impl sea_orm::ConnectionTrait,
+    rows: Vec<A>,
+    columns: usize,
+) -> Result<(), sea_orm::DbErr>
 where
     A: ActiveModelTrait + Send,
 {
@@ -74,7 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = JwtKeys::new(&args.jwt_secret);
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let now = Utc::now();
-    let (mut deployments, mut replicas, mut resource_rows, mut changes) = (vec![], vec![], vec![], vec![]);
+    let (mut deployments, mut replicas, mut resource_rows, mut changes) =
+        (vec![], vec![], vec![], vec![]);
     let mut targets = Vec::new();
     for _ in 0..args.users {
         let user = Uuid::new_v4();
@@ -99,7 +104,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 _ => 0,
             };
             for r in 0..args.replicas {
-                let status = if r < failing { ReplicaStatus::Failed } else { ReplicaStatus::Running };
+                let status =
+                    if r < failing { ReplicaStatus::Failed } else { ReplicaStatus::Running };
                 replicas.push(replica::ActiveModel {
                     id: Set(Uuid::new_v4()),
                     deployment_id: Set(id),

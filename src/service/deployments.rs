@@ -33,7 +33,7 @@ pub async fn find(
     let Some(row) = db.query_one_raw(select.build(backend)).await? else {
         return Ok(None);
     };
-    Ok(Some((deployment::Model::from_query_result(&row, "")?, plan.decode(&row, backend)?)))
+    Ok(Some((deployment::Model::from_query_result(&row, "")?, plan.decode(&row)?)))
 }
 
 /// Which of a user's deployments the list shows.
@@ -83,7 +83,7 @@ pub async fn list_page(
         .limit(first + 1);
     let mut rows = Vec::new();
     for row in db.query_all_raw(plan.add_columns(select, backend).build(backend)).await? {
-        rows.push((deployment::Model::from_query_result(&row, "")?, plan.decode(&row, backend)?));
+        rows.push((deployment::Model::from_query_result(&row, "")?, plan.decode(&row)?));
     }
     let has_next_page = rows.len() as u64 > first;
     rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));

@@ -1,11 +1,11 @@
 //! The fetch plan: which relations a query selected for its deployments, and
 //! how to fetch them with the deployment rows themselves.
 //!
-//! On Postgres every selected relation rides along as a correlated JSON
-//! subquery, so a status lookup or a list page is one statement. SQLite runs
-//! in-process, where a statement costs microseconds rather than a network
-//! round trip, so there only the replica counts come inline and the rest is
-//! left to the batched loaders.
+//! Each selected relation rides along as a correlated JSON subquery, so a
+//! status lookup or a list page is one statement on either backend; the
+//! subqueries are served by the indexes on `deployment_id`. Only the SQL
+//! differs per backend (Postgres' `json_agg`, SQLite's `json_group_array`,
+//! where UUIDs are blobs and are hex-encoded); decoding is shared.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ use entity::{
 use sea_orm::{DbBackend, DbErr, QueryResult, QuerySelect, Select, sea_query::Expr};
 use serde::de::DeserializeOwned;
 
-use super::health::{ReplicaCounts, replica_count_expr};
+use super::health::ReplicaCounts;
 
 /// What to fetch with each deployment row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,8 +29,7 @@ pub struct Plan {
     pub history_limits: Vec<u64>,
 }
 
-/// What came back with one deployment row; `None` where the plan did not ask
-/// for it or this backend leaves it to the loaders.
+/// What came back with one deployment row; `None` where the plan did not ask.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefetched {
     pub counts: Option<ReplicaCounts>,
@@ -45,15 +44,95 @@ const REPLICAS: &str = "plan_replicas";
 const RESOURCES: &str = "plan_resources";
 const HISTORY: &str = "plan_history";
 
-/// SQLite's inline counts: one column per status.
-const COUNT_COLUMNS: [(ReplicaStatus, &str); 6] = [
-    (ReplicaStatus::Pending, "replicas_pending"),
-    (ReplicaStatus::Starting, "replicas_starting"),
-    (ReplicaStatus::Running, "replicas_running"),
-    (ReplicaStatus::Stopping, "replicas_stopping"),
-    (ReplicaStatus::Stopped, "replicas_stopped"),
-    (ReplicaStatus::Failed, "replicas_failed"),
-];
+/// Rows of `table` that belong to the outer `deployments` row.
+fn of_row(table: &str) -> String {
+    format!("{table}.deployment_id = \"deployments\".\"id\"")
+}
+
+/// The JSON subqueries of one backend.
+trait Dialect {
+    fn counts(&self) -> String;
+    fn replicas(&self) -> String;
+    fn resources(&self) -> String;
+    fn history(&self, limit: u64) -> String;
+}
+
+struct Postgres;
+
+impl Dialect for Postgres {
+    fn counts(&self) -> String {
+        format!(
+            "(SELECT COALESCE(json_object_agg(c.status, c.n), '{{}}')::text FROM (SELECT status, \
+             COUNT(*) AS n FROM deployment_replicas r WHERE {} GROUP BY status) c)",
+            of_row("r")
+        )
+    }
+    fn replicas(&self) -> String {
+        format!(
+            "(SELECT COALESCE(json_agg(r), '[]')::text FROM deployment_replicas r WHERE {})",
+            of_row("r")
+        )
+    }
+    fn resources(&self) -> String {
+        format!("(SELECT row_to_json(x)::text FROM deployment_resources x WHERE {})", of_row("x"))
+    }
+    fn history(&self, limit: u64) -> String {
+        format!(
+            "(SELECT COALESCE(json_agg(h), '[]')::text FROM (SELECT * FROM \
+             deployment_status_history h WHERE {} ORDER BY changed_at DESC, id DESC LIMIT {limit}) h)",
+            of_row("h")
+        )
+    }
+}
+
+struct Sqlite;
+
+/// A UUID blob as hex text (NULL stays NULL: `hex(NULL)` is '').
+fn uuid_hex(column: &str) -> String {
+    format!("nullif(lower(hex({column})), '')")
+}
+
+impl Dialect for Sqlite {
+    fn counts(&self) -> String {
+        format!(
+            "(SELECT json_group_object(c.status, c.n) FROM (SELECT status, COUNT(*) AS n \
+             FROM deployment_replicas r WHERE {} GROUP BY status) c)",
+            of_row("r")
+        )
+    }
+    fn replicas(&self) -> String {
+        format!(
+            "(SELECT json_group_array(json_object('id', {}, 'deployment_id', {}, 'node_id', {}, \
+             'status', r.status, 'container_id', r.container_id, 'started_at', r.started_at, \
+             'stopped_at', r.stopped_at)) FROM deployment_replicas r WHERE {})",
+            uuid_hex("r.id"),
+            uuid_hex("r.deployment_id"),
+            uuid_hex("r.node_id"),
+            of_row("r")
+        )
+    }
+    fn resources(&self) -> String {
+        format!(
+            "(SELECT json_object('id', {}, 'deployment_id', {}, 'cpu_cores', x.cpu_cores, \
+             'memory_mb', x.memory_mb, 'gpu_units', x.gpu_units, 'storage_gb', x.storage_gb) \
+             FROM deployment_resources x WHERE {})",
+            uuid_hex("x.id"),
+            uuid_hex("x.deployment_id"),
+            of_row("x")
+        )
+    }
+    fn history(&self, limit: u64) -> String {
+        format!(
+            "(SELECT json_group_array(json_object('id', {}, 'deployment_id', {}, 'old_status', \
+             h.old_status, 'new_status', h.new_status, 'changed_at', h.changed_at, 'reason', \
+             h.reason)) FROM (SELECT * FROM deployment_status_history h WHERE {} \
+             ORDER BY changed_at DESC, id DESC LIMIT {limit}) h)",
+            uuid_hex("h.id"),
+            uuid_hex("h.deployment_id"),
+            of_row("h")
+        )
+    }
+}
 
 impl Plan {
     fn max_history(&self) -> Option<u64> {
@@ -66,65 +145,28 @@ impl Plan {
         mut select: Select<deployment::Entity>,
         backend: DbBackend,
     ) -> Select<deployment::Entity> {
-        if backend != DbBackend::Postgres {
-            if self.counts {
-                for (status, alias) in COUNT_COLUMNS {
-                    select = select.column_as(replica_count_expr(status), alias);
-                }
-            }
-            return select;
-        }
-        // `deployments` is the outer row; each part is a correlated subquery
-        // served by an index on `deployment_id`, cast to text for decoding.
-        let of_row = "deployment_id = \"deployments\".\"id\"";
+        let dialect: &dyn Dialect = match backend {
+            DbBackend::Postgres => &Postgres,
+            _ => &Sqlite,
+        };
         if self.counts {
-            let sql = format!(
-                "(SELECT COALESCE(json_object_agg(c.status, c.n), '{{}}')::text FROM \
-                 (SELECT status, COUNT(*) AS n FROM deployment_replicas WHERE {of_row} \
-                 GROUP BY status) c)"
-            );
-            select = select.column_as(Expr::cust(sql), COUNTS);
+            select = select.column_as(Expr::cust(dialect.counts()), COUNTS);
         }
         if self.replicas {
-            let sql = format!(
-                "(SELECT COALESCE(json_agg(r), '[]')::text FROM deployment_replicas r WHERE r.{of_row})"
-            );
-            select = select.column_as(Expr::cust(sql), REPLICAS);
+            select = select.column_as(Expr::cust(dialect.replicas()), REPLICAS);
         }
         if self.resources {
-            let sql = format!(
-                "(SELECT row_to_json(x)::text FROM deployment_resources x WHERE x.{of_row})"
-            );
-            select = select.column_as(Expr::cust(sql), RESOURCES);
+            select = select.column_as(Expr::cust(dialect.resources()), RESOURCES);
         }
         if let Some(limit) = self.max_history() {
-            let sql = format!(
-                "(SELECT COALESCE(json_agg(h ORDER BY h.changed_at DESC, h.id DESC), '[]')::text FROM \
-                 (SELECT * FROM deployment_status_history WHERE {of_row} \
-                 ORDER BY changed_at DESC, id DESC LIMIT {limit}) h)"
-            );
-            select = select.column_as(Expr::cust(sql), HISTORY);
+            select = select.column_as(Expr::cust(dialect.history(limit)), HISTORY);
         }
         select
     }
 
     /// Reads the plan's columns back from one row.
-    pub(crate) fn decode(
-        &self,
-        row: &QueryResult,
-        backend: DbBackend,
-    ) -> Result<Prefetched, DbErr> {
+    pub(crate) fn decode(&self, row: &QueryResult) -> Result<Prefetched, DbErr> {
         let mut prefetched = Prefetched::default();
-        if backend != DbBackend::Postgres {
-            if self.counts {
-                let mut counts = ReplicaCounts::default();
-                for (status, alias) in COUNT_COLUMNS {
-                    counts.add(status, row.try_get::<i64>("", alias)?);
-                }
-                prefetched.counts = Some(counts);
-            }
-            return Ok(prefetched);
-        }
         if self.counts {
             let by_status: HashMap<ReplicaStatus, i64> = json(row, COUNTS)?;
             let mut counts = ReplicaCounts::default();
@@ -143,7 +185,10 @@ impl Plan {
             prefetched.resources = Some(text.as_deref().map(parse).transpose()?);
         }
         if self.max_history().is_some() {
-            prefetched.history = Some(json(row, HISTORY)?);
+            let mut history: Vec<history::Model> = json(row, HISTORY)?;
+            // JSON aggregates do not promise to keep the subquery's order.
+            history.sort_by(|a, b| (b.changed_at, b.id).cmp(&(a.changed_at, a.id)));
+            prefetched.history = Some(history);
         }
         Ok(prefetched)
     }
