@@ -187,7 +187,7 @@ impl Plan {
         if self.max_history().is_some() {
             let mut history: Vec<history::Model> = json(row, HISTORY)?;
             // JSON aggregates do not promise to keep the subquery's order.
-            history.sort_by(|a, b| (b.changed_at, b.id).cmp(&(a.changed_at, a.id)));
+            history.sort_by_key(|h| std::cmp::Reverse((h.changed_at, h.id)));
             prefetched.history = Some(history);
         }
         Ok(prefetched)
