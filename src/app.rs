@@ -40,7 +40,8 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    let state = http::AppState::new(db, keys, demo_token.as_deref(), statements);
+    let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
+        .with_max_in_flight(config.max_in_flight);
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
         println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");

@@ -49,6 +49,10 @@ pub struct Config {
     /// (a larger pool only queues work inside Postgres; see BENCHMARKS.md).
     #[arg(long, env, global = true, default_value_t = default_pool_size())]
     pub db_max_connections: u32,
+    /// GraphQL requests executed at once; more wait, unread, for a slot
+    /// (bounds memory under load; see BENCHMARKS.md).
+    #[arg(long, env, global = true, default_value_t = crate::http::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
 }
 
 fn default_pool_size() -> u32 {

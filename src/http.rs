@@ -21,6 +21,7 @@ use axum::{
 use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::{auth::JwtKeys, db::StatementCounter, error::ApiError, graphql};
@@ -29,6 +30,9 @@ use crate::{auth::JwtKeys, db::StatementCounter, error::ApiError, graphql};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most operations in one JSON-array batch.
 pub const MAX_BATCH: usize = 10;
+
+/// GraphQL requests executed at once unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -39,6 +43,7 @@ pub struct AppState {
     graphiql: Arc<str>,
     statements: StatementCounter,
     operations: Arc<AtomicU64>,
+    max_in_flight: usize,
 }
 
 impl AppState {
@@ -62,7 +67,15 @@ impl AppState {
             graphiql: graphiql.finish().into(),
             statements,
             operations: Arc::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
+    }
+
+    /// Sets how many GraphQL requests execute at once (at least 1).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight.max(1);
+        self
     }
 }
 
@@ -74,7 +87,14 @@ impl std::fmt::Debug for AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route(
+            "/graphql",
+            // Beyond the limit, requests wait before their body is read: they
+            // would only queue for a database connection while holding memory.
+            get(graphiql)
+                .post(graphql)
+                .layer(GlobalConcurrencyLimitLayer::new(state.max_in_flight)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -57,3 +57,25 @@ async fn metrics_count_statements_and_operations() {
     assert_eq!(statements(&after) - statements(&before), 2, "page and count");
     assert_eq!(operations(&after) - operations(&before), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_wait_and_complete() {
+    let mut app = TestApp::sqlite().await;
+    let state = deployql::http::AppState::new(
+        app.db.clone(),
+        app.keys.clone(),
+        None,
+        deployql::db::StatementCounter::default(),
+    )
+    .with_max_in_flight(1);
+    app.router = deployql::http::router(state);
+    let user = uuid::Uuid::new_v4();
+    let query = "{ deployments { totalCount } }";
+    let responses = futures_util::future::join_all(
+        (0..10).map(|_| app.gql(user, query, serde_json::json!({}))),
+    )
+    .await;
+    for body in responses {
+        assert_eq!(body["data"]["deployments"]["totalCount"], 0, "{body}");
+    }
+}
