@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
 
 use crate::{
     auth::JwtKeys,
     config::{Config, JwtSecret},
     db::{self, StatementCounter},
-    http,
+    http, live,
     service::demo,
 };
 
@@ -42,6 +42,9 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
         .with_max_in_flight(config.max_in_flight);
+    if state.db.get_database_backend() == DbBackend::Postgres {
+        tokio::spawn(live::listener::listen(config.database_url.clone(), state.feed.clone()));
+    }
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
         println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");

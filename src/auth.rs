@@ -1,6 +1,9 @@
 //! Bearer tokens: HS256 JWTs whose `sub` is the user's UUID.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -20,6 +23,13 @@ impl fmt::Display for AuthUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// A verified token: whose it is and until when it is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub user: AuthUser,
+    pub expires_at: SystemTime,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,11 +79,19 @@ impl JwtKeys {
 
     /// Verifies a raw token and returns its user.
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        self.verify_session(token).map(|session| session.user)
+    }
+
+    /// Verifies a raw token and returns its user and when it expires.
+    pub fn verify_session(&self, token: &str) -> Result<Session, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|err| unauthenticated(&format!("invalid bearer token: {err}")))?;
-        Uuid::parse_str(&data.claims.sub)
+        let user = Uuid::parse_str(&data.claims.sub)
             .map(AuthUser)
-            .map_err(|_| unauthenticated("invalid bearer token: `sub` is not a UUID"))
+            .map_err(|_| unauthenticated("invalid bearer token: `sub` is not a UUID"))?;
+        let expires_at =
+            UNIX_EPOCH + Duration::from_secs(data.claims.exp.saturating_add(LEEWAY_SECS));
+        Ok(Session { user, expires_at })
     }
 
     /// Authenticates a request from its `Authorization: Bearer <jwt>` header.

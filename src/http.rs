@@ -18,13 +18,13 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::{auth::JwtKeys, db::StatementCounter, error::ApiError, graphql};
+use crate::{auth::JwtKeys, db::StatementCounter, error::ApiError, graphql, live::ChangeFeed, ws};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -44,6 +44,7 @@ pub struct AppState {
     statements: StatementCounter,
     operations: Arc<AtomicU64>,
     max_in_flight: usize,
+    pub feed: ChangeFeed,
 }
 
 impl AppState {
@@ -56,12 +57,19 @@ impl AppState {
         statements: StatementCounter,
     ) -> Self {
         let authorization = graphiql_token.map(|token| format!("Bearer {token}"));
-        let mut graphiql = GraphiQLSource::build().endpoint("/graphql").title("deployql");
+        let mut graphiql = GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("deployql");
         if let Some(value) = &authorization {
-            graphiql = graphiql.header("Authorization", value);
+            graphiql =
+                graphiql.header("Authorization", value).ws_connection_param("authorization", value);
         }
         Self {
             schema: graphql::build_schema(),
+            // Postgres triggers report changes (see `live::listener`); SQLite
+            // has only this process as a writer, so its mutations publish.
+            feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
             db,
             keys: Arc::new(keys),
             graphiql: graphiql.finish().into(),
@@ -95,6 +103,7 @@ pub fn router(state: AppState) -> Router {
                 .post(graphql)
                 .layer(GlobalConcurrencyLimitLayer::new(state.max_in_flight)),
         )
+        .route("/graphql/ws", get(ws::subscriptions))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -141,7 +150,7 @@ async fn graphql(
     };
     let batch = match batch {
         BatchRequest::Single(request) => {
-            BatchRequest::Single(graphql::for_user(request, &state.db, user))
+            BatchRequest::Single(graphql::for_user(request, &state.db, &state.feed, user))
         }
         BatchRequest::Batch(requests) if requests.len() > MAX_BATCH => {
             let message =
@@ -151,7 +160,7 @@ async fn graphql(
         BatchRequest::Batch(requests) => BatchRequest::Batch(
             requests
                 .into_iter()
-                .map(|request| graphql::for_user(request, &state.db, user))
+                .map(|request| graphql::for_user(request, &state.db, &state.feed, user))
                 .collect(),
         ),
     };

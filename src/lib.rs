@@ -8,4 +8,6 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod live;
 pub mod service;
+pub mod ws;

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
+mod m20261126_000003_notify_deployment_changes;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_deployment_tables::Migration),
             Box::new(m20261126_000002_unique_live_deployment_name::Migration),
+            Box::new(m20261126_000003_notify_deployment_changes::Migration),
         ]
     }
 }

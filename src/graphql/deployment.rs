@@ -1,5 +1,7 @@
 //! The `Deployment` type and the queries that return deployments.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object, Result, ResultExt};
 use chrono::{DateTime, Utc};
 use entity::deployment;
@@ -23,28 +25,48 @@ use crate::{
 const MAX_HISTORY: i32 = 100;
 
 /// A deployment of the authenticated user. Nested fields resolve lazily.
-#[derive(Debug)]
 pub struct Deployment {
     model: deployment::Model,
     /// Counts fetched together with the row, when they were.
     counts: Option<health::ReplicaCounts>,
+    /// Loaders of this state alone (a subscription message); otherwise the request's.
+    loaders: Option<Arc<Loaders>>,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment").field("model", &self.model).finish_non_exhaustive()
+    }
 }
 
 impl Deployment {
     pub fn new(model: deployment::Model) -> Self {
-        Self { model, counts: None }
+        Self { model, counts: None, loaders: None }
     }
 
     /// A deployment whose replica counts are already known.
     pub fn with_counts(model: deployment::Model, counts: health::ReplicaCounts) -> Self {
-        Self { model, counts: Some(counts) }
+        Self { model, counts: Some(counts), loaders: None }
+    }
+
+    /// Resolves nested fields through `loaders` instead of the request's.
+    fn with_loaders(mut self, loaders: Arc<Loaders>) -> Self {
+        self.loaders = Some(loaders);
+        self
+    }
+
+    fn loaders<'a>(&'a self, ctx: &'a Context<'_>) -> Result<&'a Loaders> {
+        match &self.loaders {
+            Some(loaders) => Ok(loaders),
+            None => ctx.data::<Loaders>(),
+        }
     }
 
     async fn counts(&self, ctx: &Context<'_>) -> Result<health::ReplicaCounts> {
         if let Some(counts) = self.counts {
             return Ok(counts);
         }
-        let loaders = ctx.data::<Loaders>()?;
+        let loaders = self.loaders(ctx)?;
         Ok(loaders.load_one(CountsOf(self.model.id)).await.extend()?.unwrap_or_default())
     }
 }
@@ -78,7 +100,7 @@ impl Deployment {
         ctx: &Context<'_>,
         #[graphql(desc = "Only replicas in this status.")] status: Option<ReplicaStatus>,
     ) -> Result<Vec<Replica>> {
-        let loaders = ctx.data::<Loaders>()?;
+        let loaders = self.loaders(ctx)?;
         let replicas = loaders.load_one(ReplicasOf(self.model.id)).await.extend()?;
         let wanted = status.map(entity::ReplicaStatus::from);
         Ok(replicas
@@ -94,7 +116,7 @@ impl Deployment {
     }
     /// Allocated resources; null when the deployment has none.
     async fn resources(&self, ctx: &Context<'_>) -> Result<Option<Resources>> {
-        let loaders = ctx.data::<Loaders>()?;
+        let loaders = self.loaders(ctx)?;
         let resources = loaders.load_one(ResourcesOf(self.model.id)).await;
         Ok(null_on_error(ctx, resources.map(|found| found.flatten())).map(Resources))
     }
@@ -112,7 +134,7 @@ impl Deployment {
             .extend();
         }
         let key = HistoryOf { id: self.model.id, limit: limit.unsigned_abs().into() };
-        let loaders = ctx.data::<Loaders>()?;
+        let loaders = self.loaders(ctx)?;
         let changes = loaders.load_one(key).await.extend()?.unwrap_or_default();
         Ok(changes.into_iter().map(StatusChange).collect())
     }
@@ -129,6 +151,18 @@ impl Deployment {
 /// A deployment id as a UUID; a malformed one is simply not found.
 pub fn parse_id(id: &ID) -> Result<uuid::Uuid, ApiError> {
     id.parse().map_err(|_| ApiError::DeploymentNotFound(id.to_string()))
+}
+
+/// The current state of a live deployment of `user` with fresh loaders of
+/// its own, for a subscription message.
+pub(crate) async fn fetch_fresh(
+    db: &DatabaseConnection,
+    user: AuthUser,
+    id: &ID,
+    plan: &Plan,
+) -> Result<Deployment, ApiError> {
+    let loaders = Arc::new(super::loaders::for_request(db.clone()));
+    Ok(lookup(db, &loaders, user, id, plan).await?.with_loaders(loaders))
 }
 
 /// Finds a live deployment of `user` with what `plan` asks for, primes the

@@ -6,12 +6,13 @@ pub mod loaders;
 pub mod mutation;
 mod parse_cache;
 mod prefetch;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, ErrorExtensions, MergedObject, Request, Schema};
+use async_graphql::{Context, ErrorExtensions, MergedObject, MergedSubscription, Request, Schema};
 use sea_orm::DatabaseConnection;
 
-use crate::{auth::AuthUser, error::ApiError};
+use crate::{auth::AuthUser, error::ApiError, live::ChangeFeed};
 
 /// Deepest selection nesting accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -26,12 +27,15 @@ pub struct Query(deployment::DeploymentQuery);
 #[derive(MergedObject, Default, Debug)]
 pub struct Mutation(mutation::DeploymentMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default, Debug)]
+pub struct Subscription(subscription::DeploymentSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema with its limits; it holds no data and opens no connection, so
 /// `deployql schema` and the drift test need no database.
 pub fn build_schema() -> AppSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
@@ -42,8 +46,13 @@ pub fn build_schema() -> AppSchema {
 
 /// Attaches what resolvers need to one operation: the database, the user,
 /// and a loader set that lives only as long as this operation.
-pub fn for_user(request: Request, db: &DatabaseConnection, user: AuthUser) -> Request {
-    request.data(db.clone()).data(user).data(loaders::for_request(db.clone()))
+pub fn for_user(
+    request: Request,
+    db: &DatabaseConnection,
+    feed: &ChangeFeed,
+    user: AuthUser,
+) -> Request {
+    request.data(db.clone()).data(feed.clone()).data(user).data(loaders::for_request(db.clone()))
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use super::deployment::{Deployment, parse_id};
 use crate::{
     auth::AuthUser,
+    live::ChangeFeed,
     service::{
         health::ReplicaCounts,
         mutations,
@@ -82,6 +83,7 @@ impl DeploymentMutation {
         let user = ctx.data::<AuthUser>()?;
         let db = ctx.data::<DatabaseConnection>()?;
         let model = mutations::create(db, user.0, &input.into()).await.extend()?;
+        ctx.data::<ChangeFeed>()?.mutated(model.id);
         // A new deployment has no replicas yet: no need to count them.
         Ok(Deployment::with_counts(model, ReplicaCounts::default()))
     }
@@ -97,6 +99,7 @@ impl DeploymentMutation {
         let db = ctx.data::<DatabaseConnection>()?;
         let uuid = parse_id(&id).extend()?;
         let model = mutations::scale(db, user.0, uuid, target_replicas).await.extend()?;
+        ctx.data::<ChangeFeed>()?.mutated(uuid);
         Ok(Deployment::new(model))
     }
 
@@ -111,6 +114,7 @@ impl DeploymentMutation {
         let db = ctx.data::<DatabaseConnection>()?;
         let uuid = parse_id(&id).extend()?;
         let deleted_at = mutations::delete(db, user.0, uuid).await.extend()?;
+        ctx.data::<ChangeFeed>()?.mutated(uuid);
         Ok(DeletedDeployment { id, deleted_at })
     }
 }

@@ -1,0 +1,94 @@
+//! A small GraphQL-over-WebSocket client for the tests.
+
+use std::{net::SocketAddr, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+pub const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub const LEGACY_WS: &str = "graphql-ws";
+
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    Message(Value),
+    Closed(Option<u16>),
+    Silence,
+}
+
+#[derive(Debug)]
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(addr: SocketAddr, protocol: &str) -> Self {
+        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(protocol).expect("header"));
+        let (socket, _) =
+            tokio_tungstenite::connect_async(request).await.expect("websocket handshake");
+        Self { socket }
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.socket.send(Message::Text(message.to_string().into())).await.expect("send");
+    }
+
+    /// The next message, the close, or `Silence` after `within`.
+    pub async fn recv(&mut self, within: Duration) -> Event {
+        loop {
+            match tokio::time::timeout(within, self.socket.next()).await {
+                Err(_) => return Event::Silence,
+                Ok(None) | Ok(Some(Err(_))) => return Event::Closed(None),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let value: Value = serde_json::from_str(&text).expect("json message");
+                    if value["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    if value["type"] == "ka" {
+                        continue;
+                    }
+                    return Event::Message(value);
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Event::Closed(frame.map(|f| f.code.into()));
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Sends `connection_init` with `payload` and returns what came back.
+    pub async fn init(&mut self, payload: Value) -> Event {
+        self.send(json!({ "type": "connection_init", "payload": payload })).await;
+        self.recv(Duration::from_secs(5)).await
+    }
+
+    pub async fn init_with_token(&mut self, token: &str) {
+        let ack = self.init(json!({ "Authorization": format!("Bearer {token}") })).await;
+        assert_eq!(ack, Event::Message(json!({ "type": "connection_ack" })));
+    }
+
+    /// Starts subscription `id` (graphql-transport-ws).
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let payload = json!({ "query": query, "variables": variables });
+        self.send(json!({ "id": id, "type": "subscribe", "payload": payload })).await;
+    }
+
+    /// The payload of the next `next` message, panicking on anything else.
+    pub async fn next_payload(&mut self, within: Duration) -> Value {
+        match self.recv(within).await {
+            Event::Message(message) if message["type"] == "next" || message["type"] == "data" => {
+                message["payload"].clone()
+            }
+            other => panic!("expected a next message, got {other:?}"),
+        }
+    }
+}
