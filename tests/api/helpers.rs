@@ -336,3 +336,68 @@ pub fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
 pub fn error_code(response: &Value) -> Option<&str> {
     response["errors"][0]["extensions"]["code"].as_str()
 }
+
+impl TestApp {
+    /// The URL of this test's Postgres database, when it runs on Postgres.
+    pub fn postgres_url(&self) -> Option<String> {
+        self.postgres_database.as_ref().map(|(admin_url, name)| with_database(admin_url, name))
+    }
+}
+
+/// A `deployql serve` process on a free port, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", SECRET)
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start deployql");
+        let server = Self { child, addr };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let ready = client.get(format!("http://{addr}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("deployql on {addr} did not become ready");
+    }
+
+    /// Runs one GraphQL operation over HTTP as `token`'s user.
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("http://{}/graphql", self.addr))
+            .bearer_auth(token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,141 @@
+//! Live updates across two `deployql` processes sharing one Postgres
+//! database, fed by the triggers whoever the writer is.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    helpers::{NewDeployment, ServerProcess, TestApp},
+    live::WATCH,
+    ws_client::{Event, TRANSPORT_WS, WsClient},
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn field<'a>(payload: &'a Value, name: &str) -> &'a Value {
+    &payload["data"]["deploymentUpdated"][name]
+}
+
+/// Reads messages until one satisfies `wanted`, within `limit`; returns it.
+async fn until(ws: &mut WsClient, limit: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let payload = ws.next_payload(left).await;
+        if wanted(&payload) {
+            return payload;
+        }
+    }
+}
+
+async fn sql(app: &TestApp, statement: &str) {
+    app.db.execute_unprepared(statement).await.expect("raw SQL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let url = app.postgres_url().expect("postgres");
+    let (a, b) = (ServerProcess::start(&url).await, ServerProcess::start(&url).await);
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { target: 1, ..Default::default() }).await;
+    let token = app.token(user);
+    let mut ws = WsClient::connect(b.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&token).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    let first = ws.next_payload(SECOND).await;
+    assert_eq!(field(&first, "targetReplicas"), 1, "{first}");
+
+    let started = Instant::now();
+    let scale = "mutation($id: ID!) { scaleDeployment(id: $id, targetReplicas: 4) { id } }";
+    a.gql(&token, scale, json!({ "id": id })).await;
+    until(&mut ws, SECOND, |p| field(p, "targetReplicas") == 4).await;
+    assert!(started.elapsed() < SECOND, "{:?}", started.elapsed());
+
+    let started = Instant::now();
+    sql(
+        &app,
+        &format!("UPDATE deployment_replicas SET status = 'failed' WHERE deployment_id = '{id}'"),
+    )
+    .await;
+    let failed = until(&mut ws, SECOND, |p| field(p, "health") == "UNHEALTHY").await;
+    assert!(started.elapsed() < SECOND, "{:?}", started.elapsed());
+    assert_eq!(field(&failed, "replicas")[0]["status"], "FAILED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_replica_updates_ends_on_the_last_state() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+    for n in 0..50 {
+        sql(&app, &format!("UPDATE deployment_replicas SET container_id = 'burst-{n}' WHERE deployment_id = '{id}'")).await;
+    }
+    let mut messages = 0;
+    loop {
+        let payload = ws.next_payload(Duration::from_secs(2)).await;
+        messages += 1;
+        if field(&payload, "replicas")[0]["containerId"] == "burst-49" {
+            break;
+        }
+    }
+    assert!(messages < 50, "coalesced into {messages} messages");
+    assert_eq!(
+        ws.recv(Duration::from_millis(300)).await,
+        Event::Silence,
+        "nothing after the last state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_survives_its_connection_being_killed() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let url = app.postgres_url().expect("postgres");
+    let server = ServerProcess::start(&url).await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+
+    let database =
+        url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
+    let listeners = |action: &str| {
+        format!(
+            "SELECT {action} FROM pg_stat_activity \
+             WHERE application_name = 'deployql-listener' AND datname = '{database}'"
+        )
+    };
+    let rows = |sql: String| {
+        let db = app.db.clone();
+        async move {
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            db.query_all_raw(statement).await.expect("pg_stat_activity").len()
+        }
+    };
+    // The listener connects just after the server answers; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rows(listeners("pid")).await == 0 {
+        assert!(Instant::now() < deadline, "the listener never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows(listeners("pg_terminate_backend(pid)")).await, 1, "one listener killed");
+    // Changed while the listener is down: the resync after reconnecting delivers it.
+    sql(&app, &format!("UPDATE deployment_replicas SET container_id = 'after-kill' WHERE deployment_id = '{id}'")).await;
+    until(&mut ws, Duration::from_secs(5), |p| {
+        field(p, "replicas")[0]["containerId"] == "after-kill"
+    })
+    .await;
+    // And notifications flow again.
+    sql(&app, &format!("UPDATE deployments SET target_replicas = 7 WHERE id = '{id}'")).await;
+    until(&mut ws, SECOND, |p| field(p, "targetReplicas") == 7).await;
+}
