@@ -380,6 +380,22 @@ impl ServerProcess {
         panic!("deployql on {addr} did not become ready");
     }
 
+    /// The server's resident and peak memory in MiB, from /proc.
+    pub fn memory_mb(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .unwrap_or(0)
+                / 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// Runs one GraphQL operation over HTTP as `token`'s user.
     pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
         reqwest::Client::new()

@@ -39,6 +39,7 @@ mod http;
 mod limits;
 mod list;
 mod live;
+mod live_load;
 mod live_postgres;
 mod logging;
 mod mutations;
