@@ -31,6 +31,7 @@ async fn get_graphql_serves_graphiql() {
     let html = String::from_utf8_lossy(&body);
     assert!(html.contains("graphiql"), "{html}");
     assert!(html.contains("/graphql"), "{html}");
+    assert!(html.contains("/graphql/ws"), "subscriptions configured: {html}");
 }
 
 #[tokio::test]

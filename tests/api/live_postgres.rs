@@ -64,6 +64,41 @@ async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
     let failed = until(&mut ws, SECOND, |p| field(p, "health") == "UNHEALTHY").await;
     assert!(started.elapsed() < SECOND, "{:?}", started.elapsed());
     assert_eq!(field(&failed, "replicas")[0]["status"], "FAILED");
+
+    // Resources and history changes wake the subscription too.
+    sql(
+        &app,
+        &format!("UPDATE deployment_resources SET memory_mb = 4096 WHERE deployment_id = '{id}'"),
+    )
+    .await;
+    ws.next_payload(SECOND).await;
+    sql(
+        &app,
+        &format!(
+            "INSERT INTO deployment_status_history (id, deployment_id, new_status, changed_at) \
+             VALUES ('{}', '{id}', 'failed', now())",
+            Uuid::new_v4()
+        ),
+    )
+    .await;
+    ws.next_payload(SECOND).await;
+
+    // A deployment nobody watches costs the watching instance no query.
+    let unwatched = app.insert(user, NewDeployment::default()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = statements(&b).await;
+    sql(&app, &format!("UPDATE deployments SET target_replicas = 9 WHERE id = '{unwatched}'"))
+        .await;
+    assert_eq!(ws.recv(Duration::from_millis(500)).await, Event::Silence);
+    assert_eq!(statements(&b).await, before);
+}
+
+async fn statements(server: &ServerProcess) -> u64 {
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    let line =
+        text.lines().find(|l| l.starts_with("deployql_sql_statements_total ")).expect("metric");
+    line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
