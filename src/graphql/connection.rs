@@ -30,13 +30,13 @@ impl DeploymentConnection {
     }
 }
 
-/// A deployment and its cursor.
 #[derive(Debug)]
 pub struct DeploymentEdge {
     cursor: String,
     node: Deployment,
 }
 
+/// A deployment and its cursor.
 #[Object]
 impl DeploymentEdge {
     /// Pass as `after` to continue after this deployment.
@@ -62,6 +62,7 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+/// A page of your deployments, newest first.
 #[Object]
 impl DeploymentConnection {
     /// The deployments with their cursors.

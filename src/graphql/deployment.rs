@@ -71,6 +71,8 @@ impl Deployment {
     }
 }
 
+/// A deployment of the authenticated user: a set of identical replicas
+/// with their resources, status history and a health verdict.
 #[Object]
 impl Deployment {
     /// Deployment id (a UUID).

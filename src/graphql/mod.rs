@@ -21,12 +21,15 @@ pub const MAX_COMPLEXITY: usize = 10_000;
 /// Most directives accepted on one field.
 pub const MAX_DIRECTIVES: usize = 8;
 
+/// Reads: your deployments, one or a page at a time.
 #[derive(MergedObject, Default, Debug)]
 pub struct Query(deployment::DeploymentQuery);
 
+/// Changes to your deployments.
 #[derive(MergedObject, Default, Debug)]
 pub struct Mutation(mutation::DeploymentMutation);
 
+/// Live updates of your deployments, over WebSocket at /graphql/ws.
 #[derive(MergedSubscription, Default, Debug)]
 pub struct Subscription(subscription::DeploymentSubscription);
 

@@ -52,10 +52,10 @@ pub enum Health {
     Unhealthy,
 }
 
-/// One replica (container) of a deployment.
 #[derive(Debug)]
 pub struct Replica(pub deployment_replica::Model);
 
+/// One replica (container) of a deployment.
 #[Object]
 impl Replica {
     /// Replica id.
@@ -84,10 +84,10 @@ impl Replica {
     }
 }
 
-/// Resources allocated to each replica of a deployment.
 #[derive(Debug)]
 pub struct Resources(pub deployment_resources::Model);
 
+/// Resources allocated to each replica of a deployment.
 #[Object]
 impl Resources {
     /// CPU cores (fractions allowed).
@@ -108,10 +108,10 @@ impl Resources {
     }
 }
 
-/// One status transition of a deployment.
 #[derive(Debug)]
 pub struct StatusChange(pub deployment_status_history::Model);
 
+/// One status transition of a deployment.
 #[Object]
 impl StatusChange {
     /// Status before the change; null for the first entry.
