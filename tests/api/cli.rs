@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -10,7 +10,7 @@ use deployql::{auth::JwtKeys, config::JwtSecret, service::demo::DEMO_USER};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::SECRET;
+use crate::helpers::{KillOnDrop, SECRET};
 
 fn deployql() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_deployql"));
@@ -56,16 +56,6 @@ fn schema_prints_the_sdl_without_a_database() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), deployql::graphql::build_schema().sdl());
 }
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn dev_mode_serves_demo_data_with_a_printed_token() {
     let (url, path) = temp_sqlite_url();
@@ -74,7 +64,7 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut server = Server(
+    let mut server = KillOnDrop(
         deployql()
             .env("DATABASE_URL", &url)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))

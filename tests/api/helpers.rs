@@ -344,10 +344,21 @@ impl TestApp {
     }
 }
 
+/// A child process killed when dropped, pass or fail.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `deployql serve` process on a free port, killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
-    child: std::process::Child,
+    child: KillOnDrop,
     pub addr: SocketAddr,
 }
 
@@ -368,7 +379,7 @@ impl ServerProcess {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start deployql");
-        let server = Self { child, addr };
+        let server = Self { child: KillOnDrop(child), addr };
         let client = reqwest::Client::new();
         for _ in 0..100 {
             let ready = client.get(format!("http://{addr}/readyz")).send().await;
@@ -382,7 +393,7 @@ impl ServerProcess {
 
     /// The server's resident and peak memory in MiB, from /proc.
     pub fn memory_mb(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
             .unwrap_or_default();
         let field = |name: &str| {
             status
@@ -408,12 +419,5 @@ impl ServerProcess {
             .json()
             .await
             .expect("json")
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -31,6 +31,17 @@ async fn until(ws: &mut WsClient, limit: Duration, wanted: impl Fn(&Value) -> bo
     }
 }
 
+/// Inserts a deployment and subscribes to it on `server`, past the first message.
+async fn watch_new_deployment(app: &TestApp, server: &ServerProcess) -> (Uuid, WsClient) {
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+    (id, ws)
+}
+
 async fn sql(app: &TestApp, statement: &str) {
     app.db.execute_unprepared(statement).await.expect("raw SQL");
 }
@@ -105,12 +116,7 @@ async fn statements(server: &ServerProcess) -> u64 {
 async fn a_burst_of_replica_updates_ends_on_the_last_state() {
     let Some(app) = TestApp::postgres().await else { return };
     let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
-    let user = Uuid::new_v4();
-    let id = app.insert(user, NewDeployment::default()).await;
-    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
-    ws.init_with_token(&app.token(user)).await;
-    ws.subscribe("1", WATCH, json!({ "id": id })).await;
-    ws.next_payload(SECOND).await;
+    let (id, mut ws) = watch_new_deployment(&app, &server).await;
     for n in 0..50 {
         sql(&app, &format!("UPDATE deployment_replicas SET container_id = 'burst-{n}' WHERE deployment_id = '{id}'")).await;
     }
@@ -135,12 +141,7 @@ async fn the_listener_survives_its_connection_being_killed() {
     let Some(app) = TestApp::postgres().await else { return };
     let url = app.postgres_url().expect("postgres");
     let server = ServerProcess::start(&url).await;
-    let user = Uuid::new_v4();
-    let id = app.insert(user, NewDeployment::default()).await;
-    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
-    ws.init_with_token(&app.token(user)).await;
-    ws.subscribe("1", WATCH, json!({ "id": id })).await;
-    ws.next_payload(SECOND).await;
+    let (id, mut ws) = watch_new_deployment(&app, &server).await;
 
     let database =
         url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
