@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::{
     auth::{JwtKeys, Session},
     graphql::subscription::SessionExpiry,
-    http::AppState,
+    http::{AppState, MAX_BODY_BYTES},
 };
 
 /// How long a client may take to send `connection_init`.
@@ -34,6 +34,9 @@ pub(crate) async fn subscriptions(
 ) -> Response {
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // The same bound as an HTTP request body.
+        .max_message_size(MAX_BODY_BYTES)
+        .max_frame_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| serve(socket, state, protocol))
 }
 
