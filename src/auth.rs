@@ -118,21 +118,25 @@ fn unauthenticated(message: &str) -> ApiError {
 mod tests {
     use super::*;
 
-    fn keys() -> JwtKeys {
-        JwtKeys::new(&JwtSecret::parse("0123456789abcdef0123456789abcdef").unwrap())
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn keys(secret: &str) -> Result<JwtKeys, String> {
+        JwtSecret::parse(secret).map(|secret| JwtKeys::new(&secret))
     }
 
     #[test]
-    fn minted_token_verifies_as_its_user() {
-        let user = Uuid::new_v4();
-        let token = keys().mint(user, Duration::from_secs(60)).unwrap();
-        assert_eq!(keys().verify(&token).unwrap(), AuthUser(user));
+    fn minted_token_verifies_as_its_user() -> TestResult {
+        let (user, keys) = (Uuid::new_v4(), keys("0123456789abcdef0123456789abcdef")?);
+        let token = keys.mint(user, Duration::from_secs(60))?;
+        assert_eq!(keys.verify(&token)?, AuthUser(user));
+        Ok(())
     }
 
     #[test]
-    fn token_of_another_secret_is_refused() {
-        let other = JwtKeys::new(&JwtSecret::parse(&"z".repeat(40)).unwrap());
-        let token = other.mint(Uuid::new_v4(), Duration::from_secs(60)).unwrap();
-        assert!(matches!(keys().verify(&token), Err(ApiError::Unauthenticated(_))));
+    fn token_of_another_secret_is_refused() -> TestResult {
+        let token = keys(&"z".repeat(40))?.mint(Uuid::new_v4(), Duration::from_secs(60))?;
+        let verified = keys("0123456789abcdef0123456789abcdef")?.verify(&token);
+        assert!(matches!(verified, Err(ApiError::Unauthenticated(_))));
+        Ok(())
     }
 }

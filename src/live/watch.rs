@@ -98,12 +98,12 @@ mod tests {
             async move { Ok(n) }
         });
         futures_util::pin_mut!(stream);
-        assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+        assert!(matches!(stream.next().await, Some(Ok(0))));
         feed.send(Change::Deployment(other));
         for _ in 0..50 {
             feed.send(Change::Deployment(id));
         }
-        assert_eq!(stream.next().await.unwrap().unwrap(), 1, "50 changes, one message");
+        assert!(matches!(stream.next().await, Some(Ok(1))), "50 changes, one message");
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
 
@@ -115,7 +115,7 @@ mod tests {
             Err::<(), _>(ApiError::DeploymentNotFound(id.to_string()))
         });
         futures_util::pin_mut!(stream);
-        assert!(stream.next().await.unwrap().is_ok());
+        assert!(matches!(stream.next().await, Some(Ok(()))));
         feed.send(Change::Resync);
         assert!(matches!(stream.next().await, Some(Err(ApiError::DeploymentNotFound(_)))));
         assert!(stream.next().await.is_none());
