@@ -179,7 +179,7 @@ async fn lookup(
     let (model, prefetched) = deployments::find(db, user.0, parse_id(id)?, plan)
         .await?
         .ok_or_else(|| ApiError::DeploymentNotFound(id.to_string()))?;
-    prefetch::prime(loaders, plan, &[(model.id, &prefetched)]).await?;
+    prefetch::prime(loaders, plan, &[(model.id, &prefetched)]).await;
     let counts = prefetched.counts.unwrap_or_default();
     tracing::info!(
         deployment = %model.name,
@@ -237,7 +237,7 @@ impl DeploymentQuery {
             prefetch::plan(&[selection.field("nodes"), selection.field("edges").field("node")]);
         let page = deployments::list_page(db, &filter, first, after, &plan).await.extend()?;
         let rows: Vec<_> = page.rows.iter().map(|(row, prefetched)| (row.id, prefetched)).collect();
-        prefetch::prime(ctx.data::<Loaders>()?, &plan, &rows).await.extend()?;
+        prefetch::prime(ctx.data::<Loaders>()?, &plan, &rows).await;
         Ok(DeploymentConnection::new(page, filter, after.is_some()))
     }
 }
