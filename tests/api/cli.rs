@@ -10,7 +10,7 @@ use deployql::{auth::JwtKeys, config::JwtSecret, service::demo::DEMO_USER};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{KillOnDrop, SECRET};
+use crate::helpers::{KillOnDrop, SECRET, post_graphql};
 
 fn deployql() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_deployql"));
@@ -87,18 +87,9 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
     let token = token.expect("a printed demo token");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let body: Value = runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/graphql"))
-            .bearer_auth(&token)
-            .json(&json!({ "query": "{ deployments { totalCount nodes { name health } } }" }))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json")
-    });
+    let addr = ([127, 0, 0, 1], port).into();
+    let query = "{ deployments { totalCount nodes { name health } } }";
+    let body: Value = runtime.block_on(post_graphql(addr, &token, query, json!({})));
     let nodes = body["data"]["deployments"]["nodes"].as_array().expect("nodes").clone();
     for health in ["HEALTHY", "DEGRADED", "UNHEALTHY"] {
         assert!(nodes.iter().any(|n| n["health"] == health), "no {health} demo deployment: {body}");

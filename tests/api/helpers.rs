@@ -409,15 +409,20 @@ impl ServerProcess {
 
     /// Runs one GraphQL operation over HTTP as `token`'s user.
     pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("http://{}/graphql", self.addr))
-            .bearer_auth(token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json")
+        post_graphql(self.addr, token, query, variables).await
     }
+}
+
+/// POSTs one GraphQL operation to a real server at `addr`.
+pub async fn post_graphql(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
 }
