@@ -36,20 +36,25 @@ pub async fn serve(config: Config) -> AppResult<()> {
         Some(secret) => (JwtKeys::new(secret), None),
         None => dev_mode(&db).await?,
     };
+    let keys = keys.with_leeway(Duration::from_secs(config.jwt_leeway_secs));
+    let dev = demo_token.is_some();
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
-        .with_max_in_flight(config.max_in_flight);
+        .with_max_in_flight(config.max_in_flight)
+        .with_cors(&config.cors_allowed_origins, dev);
     if state.db.get_database_backend() == DbBackend::Postgres {
         tokio::spawn(live::listener::listen(config.database_url.clone(), state.feed.clone()));
     }
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
-        println!("\nGraphiQL: http://{addr}/graphql (the demo token is already in its headers)");
-        println!("Demo user {}; paste this header into any client:", demo::DEMO_USER);
-        println!("Authorization: Bearer {token}\n");
+        println!(
+            "\nGraphiQL: http://{addr}/graphql (the demo token is already in its Headers tab)"
+        );
+        println!("Demo user {}; for curl and other clients:", demo::DEMO_USER);
+        println!("export TOKEN={token}\n");
     }
     http::serve(listener, http::router(state), shutdown_signal()).await?;
     Ok(())

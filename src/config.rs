@@ -53,6 +53,34 @@ pub struct Config {
     /// (bounds memory under load; see BENCHMARKS.md).
     #[arg(long, env, global = true, default_value_t = crate::http::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Clock skew tolerated on a token's `exp` and `nbf`, in seconds (0 allowed);
+    /// a WebSocket is closed once its token's `exp` plus this has passed.
+    #[arg(long, env, global = true, default_value_t = 60)]
+    pub jwt_leeway_secs: u64,
+    /// Browser origins allowed to call /graphql, comma-separated
+    /// (`https://app.example.com,http://localhost:5173`), or `*` for any.
+    /// Empty: no cross-origin access (dev mode allows http://localhost:* and
+    /// http://127.0.0.1:*).
+    #[arg(long, env, global = true, value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let origin = value.trim();
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let host =
+        origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")).ok_or_else(
+            || format!("`{origin}` is not an origin: it must start with https:// or http://"),
+        )?;
+    if host.is_empty() || host.contains(['/', '?', '#', ' ', '*']) {
+        return Err(format!(
+            "`{origin}` is not an origin: write scheme://host[:port], without a path or a trailing slash"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
 }
 
 fn default_pool_size() -> u32 {
@@ -137,6 +165,17 @@ mod tests {
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0h").is_err());
         assert!(parse_ttl("1w").is_err());
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(parse_origin("https://App.example.com"), Ok("https://app.example.com".into()));
+        assert_eq!(parse_origin(" http://localhost:5173 "), Ok("http://localhost:5173".into()));
+        assert_eq!(parse_origin("*"), Ok("*".into()));
+        assert!(parse_origin("app.example.com").is_err());
+        assert!(parse_origin("https://app.example.com/").is_err());
+        assert!(parse_origin("https://*.example.com").is_err());
+        assert!(parse_origin("https://").is_err());
     }
 
     #[test]

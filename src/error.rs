@@ -5,13 +5,48 @@ use std::sync::Arc;
 use async_graphql::ErrorExtensions;
 use sea_orm::{DbErr, SqlErr};
 
+use crate::auth::TokenRefusal;
+
+/// Every `extensions.code` the API sends besides the variants' own: clients
+/// switch on these strings, so each is spelled once, here.
+pub mod codes {
+    /// The document is not valid GraphQL syntax (Apollo's name).
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    /// The document does not fit the schema, or its variables do not fit it (Apollo's name).
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// The document nests selections deeper than allowed.
+    pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+    /// The request names no operation the document holds, or needs a name (Apollo's name).
+    pub const OPERATION_RESOLUTION_FAILURE: &str = "OPERATION_RESOLUTION_FAILURE";
+    /// The HTTP request is not a GraphQL request (body, parameters).
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// The request body is larger than allowed.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// A POST whose body is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    /// A mutation or subscription sent with GET.
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// The request asks for a response type the server cannot send.
+    pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
+
+    /// Codes of errors raised before execution: a response made only of
+    /// these has no `data` entry (GraphQL over HTTP: a request error).
+    pub const REQUEST_ERRORS: [&str; 4] = [
+        GRAPHQL_PARSE_FAILED,
+        GRAPHQL_VALIDATION_FAILED,
+        QUERY_TOO_DEEP,
+        OPERATION_RESOLUTION_FAILURE,
+    ];
+}
+
 /// Every failure a resolver or service can report. Each variant documents the
 /// `extensions.code` clients see.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
-    /// `UNAUTHENTICATED`: missing or invalid bearer token.
-    #[error("{0}")]
-    Unauthenticated(String),
+    /// `UNAUTHENTICATED`, with `extensions.reason` saying why: a missing,
+    /// malformed, expired or invalid bearer token.
+    #[error("{message}")]
+    Unauthenticated { refusal: TokenRefusal, message: String },
     /// `NOT_FOUND`: the same message whether the deployment is missing,
     /// foreign, deleted or its id malformed, so ids of other users leak nothing.
     #[error("Deployment {0} not found or access denied")]
@@ -30,7 +65,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Unauthenticated { .. } => "UNAUTHENTICATED",
             Self::DeploymentNotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
@@ -40,6 +75,20 @@ impl ApiError {
 
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self::BadUserInput(message.into())
+    }
+
+    /// `NOT_FOUND` for a deployment id, quoting at most 64 characters of it.
+    pub fn not_found(id: &str) -> Self {
+        Self::DeploymentNotFound(echo(id))
+    }
+}
+
+/// At most 64 characters of client input, for quoting it in a message.
+pub fn echo(text: &str) -> String {
+    const MAX_ECHO: usize = 64;
+    match text.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
 }
 
@@ -54,8 +103,12 @@ impl ErrorExtensions for ApiError {
         if let Self::Internal(cause) = self {
             tracing::error!(error = %cause, "request failed on an internal error");
         }
-        async_graphql::Error::new(self.to_string())
-            .extend_with(|_, ext| ext.set("code", self.code()))
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            if let Self::Unauthenticated { refusal, .. } = self {
+                ext.set("reason", refusal.reason());
+            }
+        })
     }
 }
 
@@ -75,3 +128,15 @@ impl<T> OnConstraint<T> for Result<T, DbErr> {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_of_client_input_are_bounded() {
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"x".repeat(1000)).chars().count(), 65);
+        assert_eq!(echo(&"é".repeat(100)).chars().count(), 65);
+    }
+}

@@ -10,4 +10,3 @@ pub mod graphql;
 pub mod http;
 pub mod live;
 pub mod service;
-pub mod ws;

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
         Command::Serve => app::serve(cli.config).await,
         Command::Migrate => app::connect_and_migrate(&cli.config).await.map(|_| ()),
         Command::Schema => {
-            print!("{}", graphql::build_schema().sdl());
+            print!("{}", graphql::sdl());
             Ok(())
         }
         Command::Token { user, ttl } => match &cli.config.jwt_secret {

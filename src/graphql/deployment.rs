@@ -1,9 +1,8 @@
 //! The `Deployment` type and the queries that return deployments.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::{Context, ID, Object, Result, ResultExt};
-use chrono::{DateTime, Utc};
 use entity::deployment;
 use sea_orm::DatabaseConnection;
 
@@ -13,6 +12,7 @@ use super::{
     null_on_error, prefetch,
     types::{
         DeploymentStatus, Health, Replica, ReplicaCounts, ReplicaStatus, Resources, StatusChange,
+        Timestamp,
     },
 };
 use crate::{
@@ -25,6 +25,7 @@ use crate::{
 const MAX_HISTORY: i32 = 100;
 
 /// A deployment of the authenticated user. Nested fields resolve lazily.
+#[derive(Clone)]
 pub struct Deployment {
     model: deployment::Model,
     /// Counts fetched together with the row, when they were.
@@ -76,7 +77,7 @@ impl Deployment {
 #[Object]
 impl Deployment {
     /// Deployment id (a UUID).
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ID(self.model.id.to_string())
     }
     /// Name, unique among the user's live deployments.
@@ -141,18 +142,18 @@ impl Deployment {
         Ok(changes.into_iter().map(StatusChange).collect())
     }
     /// When it was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.model.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.model.created_at)
     }
     /// When it last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.model.updated_at
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.model.updated_at)
     }
 }
 
 /// A deployment id as a UUID; a malformed one is simply not found.
 pub fn parse_id(id: &ID) -> Result<uuid::Uuid, ApiError> {
-    id.parse().map_err(|_| ApiError::DeploymentNotFound(id.to_string()))
+    id.parse().map_err(|_| ApiError::not_found(id))
 }
 
 /// The current state of a live deployment of `user` with fresh loaders of
@@ -164,33 +165,73 @@ pub(crate) async fn fetch_fresh(
     plan: &Plan,
 ) -> Result<Deployment, ApiError> {
     let loaders = Arc::new(super::loaders::for_request(db.clone()));
-    Ok(lookup(db, &loaders, user, id, plan).await?.with_loaders(loaders))
+    let found = lookup(db, &loaders, user, std::slice::from_ref(id), plan).await?;
+    Ok(one(found, id)?.with_loaders(loaders))
 }
 
-/// Finds a live deployment of `user` with what `plan` asks for, primes the
-/// loaders, and logs the status lookup.
+/// The deployments of the operation's user with these ids, planned from the
+/// field's selection, in one statement: one result per id, in order.
+pub(crate) async fn lookup_each(
+    ctx: &Context<'_>,
+    ids: &[ID],
+) -> Result<Vec<Result<Deployment, ApiError>>, ApiError> {
+    let internal = |err: async_graphql::Error| {
+        tracing::error!(error = %err.message, "operation context incomplete");
+        ApiError::Internal(Arc::new(sea_orm::DbErr::Custom("operation context".to_owned())))
+    };
+    let user = *ctx.data::<AuthUser>().map_err(internal)?;
+    let db = ctx.data::<DatabaseConnection>().map_err(internal)?;
+    let loaders = ctx.data::<Loaders>().map_err(internal)?;
+    let mut plan = prefetch::plan(&[ctx.look_ahead()]);
+    // The lookup log reports health, so the counts always come along.
+    plan.counts = true;
+    lookup(db, loaders, user, ids, &plan).await
+}
+
+/// The first of `found`, or not found.
+fn one(mut found: Vec<Result<Deployment, ApiError>>, id: &ID) -> Result<Deployment, ApiError> {
+    found.pop().unwrap_or_else(|| Err(ApiError::not_found(id)))
+}
+
+/// Finds live deployments of `user` by id with what `plan` asks for, in one
+/// statement; primes the loaders and logs each status lookup. One result
+/// per id, in order: `NOT_FOUND` where an id is missing, foreign, deleted or
+/// malformed.
 async fn lookup(
     db: &DatabaseConnection,
     loaders: &Loaders,
     user: AuthUser,
-    id: &ID,
+    ids: &[ID],
     plan: &Plan,
-) -> Result<Deployment, ApiError> {
-    let (model, prefetched) = deployments::find(db, user.0, parse_id(id)?, plan)
-        .await?
-        .ok_or_else(|| ApiError::DeploymentNotFound(id.to_string()))?;
-    prefetch::prime(loaders, plan, &[(model.id, &prefetched)]).await;
-    let counts = prefetched.counts.unwrap_or_default();
-    tracing::info!(
-        deployment = %model.name,
-        user = %user,
-        status = ?model.status,
-        health = ?counts.health(model.target_replicas),
-        replicas_running = counts.running,
-        replicas_target = model.target_replicas,
-        "status lookup"
-    );
-    Ok(Deployment::with_counts(model, counts))
+) -> Result<Vec<Result<Deployment, ApiError>>, ApiError> {
+    let uuids: Vec<Option<uuid::Uuid>> = ids.iter().map(|id| parse_id(id).ok()).collect();
+    let wanted: Vec<uuid::Uuid> = uuids.iter().flatten().copied().collect();
+    let rows = deployments::find_each(db, user.0, &wanted, plan).await?;
+    let fed: Vec<_> = rows.iter().map(|(model, prefetched)| (model.id, prefetched)).collect();
+    prefetch::prime(loaders, plan, &fed).await;
+    let found: HashMap<uuid::Uuid, Deployment> = rows
+        .into_iter()
+        .map(|(model, prefetched)| {
+            let counts = prefetched.counts.unwrap_or_default();
+            tracing::info!(
+                deployment = %model.name,
+                user = %user,
+                status = ?model.status,
+                health = ?counts.health(model.target_replicas),
+                replicas_running = counts.running,
+                replicas_target = model.target_replicas,
+                "status lookup"
+            );
+            (model.id, Deployment::with_counts(model, counts))
+        })
+        .collect();
+    Ok(ids
+        .iter()
+        .zip(uuids)
+        .map(|(id, uuid)| {
+            uuid.and_then(|uuid| found.get(&uuid).cloned()).ok_or_else(|| ApiError::not_found(id))
+        })
+        .collect())
 }
 
 /// Read queries on deployments.
@@ -202,14 +243,13 @@ impl DeploymentQuery {
     /// One of your deployments by id. A missing, foreign, deleted or malformed
     /// id gives null and a `NOT_FOUND` error.
     #[graphql(complexity = "10 + child_complexity")]
-    async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Deployment>> {
-        let user = *ctx.data::<AuthUser>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        let loaders = ctx.data::<Loaders>()?;
-        let mut plan = prefetch::plan(&[ctx.look_ahead()]);
-        // The lookup log reports health, so the counts always come along.
-        plan.counts = true;
-        Ok(null_on_error(ctx, lookup(db, loaders, user, &id, &plan).await.map(Some)))
+    async fn deployment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deployment's id.")] id: ID,
+    ) -> Result<Option<Deployment>> {
+        let found = lookup_each(ctx, std::slice::from_ref(&id)).await;
+        Ok(null_on_error(ctx, found.and_then(|found| one(found, &id)).map(Some)))
     }
 
     /// Your deployments, newest first, `first` (1 to 100) at a time.

@@ -1,29 +1,36 @@
 //! The GraphQL schema: one module per domain, merged at the root.
 
+mod completion;
 pub mod connection;
 pub mod deployment;
+mod depth;
+mod document;
 pub mod loaders;
 pub mod mutation;
-mod parse_cache;
+pub mod node;
 mod prefetch;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, ErrorExtensions, MergedObject, MergedSubscription, Request, Schema};
+use async_graphql::{
+    Context, ErrorExtensions, Executor, MergedObject, MergedSubscription, Request, Response,
+    SDLExportOptions, Schema, ServerError,
+    futures_util::stream::{self, BoxStream, StreamExt},
+    parser::types::OperationType,
+};
 use sea_orm::DatabaseConnection;
 
-use crate::{auth::AuthUser, error::ApiError, live::ChangeFeed};
+pub use self::document::{MAX_DEPTH, MAX_INTROSPECTION_DEPTH};
+use crate::{auth::Session, error::ApiError, live::ChangeFeed};
 
-/// Deepest selection nesting accepted.
-pub const MAX_DEPTH: usize = 12;
 /// Largest query cost accepted; list fields cost their page size times their selection.
 pub const MAX_COMPLEXITY: usize = 10_000;
 /// Most directives accepted on one field.
 pub const MAX_DIRECTIVES: usize = 8;
 
-/// Reads: your deployments, one or a page at a time.
+/// Reads: your deployments, one or a page at a time, and Relay's `node`.
 #[derive(MergedObject, Default, Debug)]
-pub struct Query(deployment::DeploymentQuery);
+pub struct Query(deployment::DeploymentQuery, node::NodeQuery);
 
 /// Changes to your deployments.
 #[derive(MergedObject, Default, Debug)]
@@ -38,24 +45,102 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 /// The schema with its limits; it holds no data and opens no connection, so
 /// `deployql schema` and the drift test need no database.
 pub fn build_schema() -> AppSchema {
+    // Depth is bounded by `document`, which measures introspection apart
+    // (async-graphql's own limit would refuse every standard tool's query).
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(MAX_DIRECTIVES)
-        .extension(parse_cache::ParseCache::default())
+        .extension(document::Documents::default())
         .finish()
 }
 
-/// Attaches what resolvers need to one operation: the database, the user,
-/// and a loader set that lives only as long as this operation.
-pub fn for_user(
-    request: Request,
-    db: &DatabaseConnection,
-    feed: &ChangeFeed,
-    user: AuthUser,
-) -> Request {
-    request.data(db.clone()).data(feed.clone()).data(user).data(loaders::for_request(db.clone()))
+/// The schema's SDL as served by introspection, `@specifiedBy` included:
+/// what `deployql schema` prints and `schema.graphql` holds.
+pub fn sdl() -> String {
+    build_schema().sdl_with_options(SDLExportOptions::new().include_specified_by())
+}
+
+/// Runs the operations of one authenticated session, whichever transport
+/// carried them: each operation gets the database, the change feed, the
+/// user and a loader set of its own, and none runs once the token expired.
+#[derive(Clone)]
+pub struct SessionExecutor {
+    schema: AppSchema,
+    db: DatabaseConnection,
+    feed: ChangeFeed,
+    session: Session,
+}
+
+impl std::fmt::Debug for SessionExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionExecutor").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+impl SessionExecutor {
+    pub fn new(
+        schema: AppSchema,
+        db: DatabaseConnection,
+        feed: ChangeFeed,
+        session: Session,
+    ) -> Self {
+        Self { schema, db, feed, session }
+    }
+
+    /// Attaches what resolvers need to one operation; the loaders live only
+    /// as long as this operation, so their cache never serves another.
+    fn prepare(&self, request: Request) -> Request {
+        request
+            .data(self.db.clone())
+            .data(self.feed.clone())
+            .data(self.session.user)
+            .data(loaders::for_request(self.db.clone()))
+    }
+
+    fn expired(&self) -> Option<Response> {
+        self.session.is_expired().then(|| {
+            let err = ApiError::Unauthenticated {
+                refusal: crate::auth::TokenRefusal::Expired,
+                message: "the connection's bearer token expired".to_owned(),
+            };
+            let mut error = ServerError::new(err.to_string(), None);
+            error.extensions = err.extend().extensions;
+            Response::from_errors(vec![error])
+        })
+    }
+}
+
+impl Executor for SessionExecutor {
+    async fn execute(&self, request: Request) -> Response {
+        match self.expired() {
+            Some(refusal) => refusal,
+            None => self.schema.execute(self.prepare(request)).await,
+        }
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        _connection: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, Response> {
+        match self.expired() {
+            Some(refusal) => stream::once(async move { refusal }).boxed(),
+            None => self.schema.execute_stream(self.prepare(request)),
+        }
+    }
+}
+
+/// Whether `request` runs a query, as GET may (a mutation over GET could be
+/// replayed by a link or a crawler). A document that does not parse or names
+/// no operation counts as a query: executing it reports the error.
+pub fn is_query(request: &mut Request) -> bool {
+    let name = request.operation_name.clone();
+    match request.parsed_query() {
+        Ok(document) => document::operation(document, name.as_deref())
+            .map_or(true, |operation| operation.node.ty == OperationType::Query),
+        Err(_) => true,
+    }
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the
@@ -65,7 +150,16 @@ pub(crate) fn null_on_error<T>(
     result: Result<Option<T>, ApiError>,
 ) -> Option<T> {
     result.unwrap_or_else(|err| {
-        ctx.add_error(ctx.set_error_path(err.extend().into_server_error(ctx.item.pos)));
+        report(ctx, &err, None);
         None
     })
+}
+
+/// Reports `err` at the current field's path, or at item `index` of its list.
+pub(crate) fn report(ctx: &Context<'_>, err: &ApiError, index: Option<usize>) {
+    let mut error: ServerError = ctx.set_error_path(err.extend().into_server_error(ctx.item.pos));
+    if let Some(index) = index {
+        error.path.push(async_graphql::PathSegment::Index(index));
+    }
+    ctx.add_error(error);
 }

@@ -2,10 +2,12 @@
 //! fresh state so a client cache updates from one round trip.
 
 use async_graphql::{Context, ID, InputObject, Object, Result, ResultExt, SimpleObject};
-use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
-use super::deployment::{Deployment, parse_id};
+use super::{
+    deployment::{Deployment, parse_id},
+    types::Timestamp,
+};
 use crate::{
     auth::AuthUser,
     live::ChangeFeed,
@@ -64,7 +66,7 @@ pub struct DeletedDeployment {
     /// Id of the deleted deployment.
     pub id: ID,
     /// When it was deleted.
-    pub deleted_at: DateTime<Utc>,
+    pub deleted_at: Timestamp,
 }
 
 /// Changes to your deployments.
@@ -78,7 +80,7 @@ impl DeploymentMutation {
     async fn create_deployment(
         &self,
         ctx: &Context<'_>,
-        input: CreateDeploymentInput,
+        #[graphql(desc = "The deployment to create.")] input: CreateDeploymentInput,
     ) -> Result<Deployment> {
         let user = ctx.data::<AuthUser>()?;
         let db = ctx.data::<DatabaseConnection>()?;
@@ -115,6 +117,6 @@ impl DeploymentMutation {
         let uuid = parse_id(&id).extend()?;
         let deleted_at = mutations::delete(db, user.0, uuid).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(uuid);
-        Ok(DeletedDeployment { id, deleted_at })
+        Ok(DeletedDeployment { id, deleted_at: Timestamp(deleted_at) })
     }
 }

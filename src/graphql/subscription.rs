@@ -1,7 +1,5 @@
 //! `deploymentUpdated`: a deployment's state now and after every change.
 
-use std::time::SystemTime;
-
 use async_graphql::{Context, ErrorExtensions, ID, Result, ResultExt, Subscription};
 use futures_util::{Stream, StreamExt};
 use sea_orm::DatabaseConnection;
@@ -11,10 +9,6 @@ use super::{
     prefetch,
 };
 use crate::{auth::AuthUser, error::ApiError, live};
-
-/// When the connection's token stops being honoured; its subscriptions end then.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionExpiry(pub SystemTime);
 
 /// Live updates of your deployments.
 #[derive(Debug, Default)]
@@ -26,7 +20,8 @@ impl DeploymentSubscription {
     /// replicas, its resources or its status history change (bursts are
     /// coalesced to at most one message per 100 ms; the last state always
     /// arrives). Deleting the deployment ends the subscription with a
-    /// `NOT_FOUND` error, and it ends when the connection's token expires.
+    /// `NOT_FOUND` error; when the connection's token expires the server
+    /// closes the socket (4403).
     async fn deployment_updated(
         &self,
         ctx: &Context<'_>,
@@ -35,7 +30,6 @@ impl DeploymentSubscription {
         let user = *ctx.data::<AuthUser>()?;
         let db = ctx.data::<DatabaseConnection>()?.clone();
         let feed = ctx.data::<live::ChangeFeed>()?;
-        let expiry = ctx.data_opt::<SessionExpiry>().map(|e| e.0);
         let mut plan = prefetch::plan(&[ctx.look_ahead()]);
         plan.counts = true;
         let uuid = parse_id(&id).extend()?;
@@ -46,18 +40,6 @@ impl DeploymentSubscription {
             let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
             async move { fetch_fresh(&db, user, &id, &plan).await }
         });
-        let ends = until(expiry);
-        Ok(updates.map(|state| state.map_err(|err: ApiError| err.extend())).take_until(ends))
-    }
-}
-
-/// Resolves at `expiry`, or never.
-async fn until(expiry: Option<SystemTime>) {
-    match expiry {
-        Some(at) => {
-            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-            tokio::time::sleep(left).await;
-        }
-        None => std::future::pending().await,
+        Ok(updates.map(|state| state.map_err(|err: ApiError| err.extend())))
     }
 }

@@ -1,10 +1,41 @@
 //! Enums and leaf objects of the schema.
 
-use async_graphql::{Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use async_graphql::{
+    Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{deployment_replica, deployment_resources, deployment_status_history};
 
 use crate::service::health;
+
+/// A point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+/// A point in time: an RFC 3339 timestamp in UTC with microsecond
+/// precision, always written the same way, e.g. `2026-11-27T09:30:00.250000Z`
+/// (so timestamps also sort as strings).
+#[Scalar(name = "DateTime", specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339")]
+impl ScalarType for Timestamp {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => DateTime::parse_from_rfc3339(text)
+                .map(|at| Self(at.with_timezone(&Utc)))
+                .map_err(|_| InputValueError::custom("expected an RFC 3339 timestamp")),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(at: DateTime<Utc>) -> Self {
+        Self(at)
+    }
+}
 
 /// Lifecycle state of a deployment.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +106,12 @@ impl Replica {
         self.0.container_id.as_deref()
     }
     /// When the container started.
-    async fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.0.started_at
+    async fn started_at(&self) -> Option<Timestamp> {
+        self.0.started_at.map(Timestamp)
     }
     /// When the container stopped.
-    async fn stopped_at(&self) -> Option<DateTime<Utc>> {
-        self.0.stopped_at
+    async fn stopped_at(&self) -> Option<Timestamp> {
+        self.0.stopped_at.map(Timestamp)
     }
 }
 
@@ -123,8 +154,8 @@ impl StatusChange {
         self.0.new_status.into()
     }
     /// When it changed.
-    async fn changed_at(&self) -> DateTime<Utc> {
-        self.0.changed_at
+    async fn changed_at(&self) -> Timestamp {
+        Timestamp(self.0.changed_at)
     }
     /// Why it changed, when known.
     async fn reason(&self) -> Option<&str> {
@@ -162,5 +193,26 @@ impl From<health::ReplicaCounts> for ReplicaCounts {
             stopped: c.stopped,
             failed: c.failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_always_carry_microseconds_in_utc() {
+        let whole = DateTime::from_timestamp(1_800_000_000, 0).map(Timestamp);
+        let fine = DateTime::from_timestamp(1_800_000_000, 123_456_000).map(Timestamp);
+        assert_eq!(
+            whole.map(|t| t.to_value()),
+            Some(Value::String("2027-01-15T08:00:00.000000Z".into()))
+        );
+        assert_eq!(
+            fine.map(|t| t.to_value()),
+            Some(Value::String("2027-01-15T08:00:00.123456Z".into()))
+        );
+        let parsed = Timestamp::parse(Value::String("2027-01-15T09:00:00.5+01:00".into()));
+        assert_eq!(parsed.ok().map(|t| t.0.timestamp_micros()), Some(1_800_000_000_500_000));
     }
 }

@@ -21,19 +21,27 @@ fn live_of(user: Uuid) -> Select<deployment::Entity> {
         .filter(deployment::Column::DeletedAt.is_null())
 }
 
-/// Fetches one live deployment of `user` with what `plan` asks for.
-pub async fn find(
+/// Fetches the live deployments of `user` among `ids` with what `plan`
+/// asks for, in one statement (none for no ids), in no particular order.
+pub async fn find_each(
     db: &impl ConnectionTrait,
     user: Uuid,
-    id: Uuid,
+    ids: &[Uuid],
     plan: &Plan,
-) -> ApiResult<Option<(deployment::Model, Prefetched)>> {
+) -> ApiResult<Vec<(deployment::Model, Prefetched)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
     let backend = db.get_database_backend();
-    let select = plan.add_columns(live_of(user).filter(deployment::Column::Id.eq(id)), backend);
-    let Some(row) = db.query_one_raw(select.build(backend)).await? else {
-        return Ok(None);
-    };
-    Ok(Some((deployment::Model::from_query_result(&row, "")?, plan.decode(&row)?)))
+    let select = plan.add_columns(live_of(user).filter(deployment::Column::Id.is_in(ids)), backend);
+    let mut found = Vec::new();
+    for row in db.query_all_raw(select.build(backend)).await? {
+        found.push((deployment::Model::from_query_result(&row, "")?, plan.decode(&row)?));
+    }
+    Ok(found)
 }
 
 /// Which of a user's deployments the list shows.

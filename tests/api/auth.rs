@@ -26,12 +26,17 @@ fn hs256(claims: &Value) -> String {
     sign(claims, Algorithm::HS256, SECRET)
 }
 
-async fn assert_refused(app: &TestApp, authorization: Option<&str>, case: &str) {
+async fn assert_refused(app: &TestApp, authorization: Option<&str>, reason: &str, case: &str) {
     let (status, headers, body) = app.post(authorization, QUERY.into()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
     assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer", "{case}");
     assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{case}: {body}");
-    assert!(body["errors"][0]["message"].is_string(), "{case}: {body}");
+    assert_eq!(body["errors"][0]["extensions"]["reason"], reason, "{case}: {body}");
+    let message = body["errors"][0]["message"].as_str().expect("a message");
+    // Plain sentences, never jsonwebtoken's error names.
+    for internal in ["ExpiredSignature", "InvalidSignature", "InvalidToken", "Json(", "Error("] {
+        assert!(!message.contains(internal), "{case}: {message}");
+    }
 }
 
 #[tokio::test]
@@ -46,22 +51,22 @@ async fn a_valid_token_is_accepted() {
 #[tokio::test]
 async fn missing_or_malformed_authorization_is_refused() {
     let app = TestApp::sqlite().await;
-    assert_refused(&app, None, "no header").await;
-    assert_refused(&app, Some("Basic dXNlcjpwdw=="), "basic auth").await;
-    assert_refused(&app, Some("Bearer"), "empty bearer").await;
-    assert_refused(&app, Some("Bearer not.a.jwt"), "garbage").await;
+    assert_refused(&app, None, "MISSING", "no header").await;
+    assert_refused(&app, Some("Basic dXNlcjpwdw=="), "MALFORMED", "basic auth").await;
+    assert_refused(&app, Some("Bearer"), "MALFORMED", "empty bearer").await;
+    assert_refused(&app, Some("Bearer not.a.jwt"), "MALFORMED", "garbage").await;
 }
 
 #[tokio::test]
 async fn expired_token_is_refused_beyond_the_leeway() {
     let app = TestApp::sqlite().await;
     let sub = Uuid::new_v4().to_string();
-    assert_refused(
-        &app,
-        Some(&format!("Bearer {}", hs256(&json!({ "sub": sub, "exp": now() - 120 })))),
-        "expired",
-    )
-    .await;
+    let exp = now() - 120;
+    let expired = format!("Bearer {}", hs256(&json!({ "sub": sub, "exp": exp })));
+    assert_refused(&app, Some(&expired), "EXPIRED", "expired").await;
+    let (_, _, body) = app.post(Some(&expired), QUERY.into()).await;
+    let at = chrono::DateTime::from_timestamp(exp, 0).expect("time").format("%Y-%m-%dT%H:%M:%SZ");
+    assert_eq!(body["errors"][0]["message"], format!("the bearer token expired at {at}"));
     // Within the 60 s leeway it still passes.
     let recent = hs256(&json!({ "sub": sub, "exp": now() - 10 }));
     assert_eq!(app.post(Some(&format!("Bearer {recent}")), QUERY.into()).await.0, StatusCode::OK);
@@ -72,13 +77,13 @@ async fn wrongly_signed_or_other_algorithm_tokens_are_refused() {
     let app = TestApp::sqlite().await;
     let claims = json!({ "sub": Uuid::new_v4().to_string(), "exp": now() + 60 });
     let other_secret = sign(&claims, Algorithm::HS256, "another-secret-another-secret-another");
-    assert_refused(&app, Some(&format!("Bearer {other_secret}")), "other secret").await;
+    assert_refused(&app, Some(&format!("Bearer {other_secret}")), "INVALID", "other secret").await;
     let hs384 = sign(&claims, Algorithm::HS384, SECRET);
-    assert_refused(&app, Some(&format!("Bearer {hs384}")), "HS384").await;
+    assert_refused(&app, Some(&format!("Bearer {hs384}")), "INVALID", "HS384").await;
     // alg "none": header and claims, no signature.
     let b64 = |v: &Value| base64_url(v.to_string().as_bytes());
     let unsigned = format!("{}.{}.", b64(&json!({ "alg": "none", "typ": "JWT" })), b64(&claims));
-    assert_refused(&app, Some(&format!("Bearer {unsigned}")), "alg none").await;
+    assert_refused(&app, Some(&format!("Bearer {unsigned}")), "INVALID", "alg none").await;
 }
 
 #[tokio::test]
@@ -94,7 +99,7 @@ async fn claims_outside_the_contract_are_refused() {
         ("nbf in the future", json!({ "sub": sub, "exp": now() + 600, "nbf": now() + 300 })),
     ];
     for (case, claims) in cases {
-        assert_refused(&app, Some(&format!("Bearer {}", hs256(&claims))), case).await;
+        assert_refused(&app, Some(&format!("Bearer {}", hs256(&claims))), "INVALID", case).await;
     }
 }
 

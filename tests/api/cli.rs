@@ -53,7 +53,7 @@ fn schema_prints_the_sdl_without_a_database() {
         .output()
         .expect("run");
     assert!(output.status.success());
-    assert_eq!(String::from_utf8_lossy(&output.stdout), deployql::graphql::build_schema().sdl());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), deployql::graphql::sdl());
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
     let mut token = None;
     for line in stdout.lines() {
         let line = line.expect("line");
-        if let Some(rest) = line.strip_prefix("Authorization: Bearer ") {
+        if let Some(rest) = line.strip_prefix("export TOKEN=") {
             token = Some(rest.to_owned());
             break;
         }
@@ -96,6 +96,32 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
     }
     let keys_user = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
     assert!(keys_user.verify(&token).is_err(), "dev mode must not use a fixed secret");
+
+    // GraphiQL shows the token in its Headers tab; a local frontend may call the API.
+    let client = reqwest::Client::new();
+    let page = runtime.block_on(async {
+        client
+            .get(format!("http://{addr}/graphql"))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .expect("graphiql")
+            .text()
+            .await
+            .expect("html")
+    });
+    assert!(page.contains(&format!(r#"\"Authorization\":\"Bearer {token}\""#)), "{page}");
+    let preflight = runtime.block_on(async {
+        client
+            .request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))
+            .header("origin", "http://localhost:5173")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .await
+            .expect("preflight")
+    });
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "http://localhost:5173");
     assert!(!DEMO_USER.is_nil());
     drop(server);
     for suffix in ["", "-wal", "-shm"] {

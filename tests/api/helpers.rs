@@ -183,6 +183,22 @@ impl TestApp {
         self.keys.mint(user, Duration::from_secs(600)).expect("mint")
     }
 
+    /// Serves a router built from this app's database and keys, adjusted by `configure`.
+    pub fn reconfigure(&mut self, configure: impl FnOnce(AppState) -> AppState) {
+        let state =
+            AppState::new(self.db.clone(), self.keys.clone(), None, StatementCounter::default());
+        self.router = http::router(configure(state));
+    }
+
+    /// The URL a `deployql serve` process would use for this app's database.
+    pub fn database_url(&self) -> String {
+        match (&self.sqlite_file, self.postgres_url()) {
+            (_, Some(url)) => url,
+            (Some(path), None) => format!("sqlite://{}?mode=rwc", path.display()),
+            (None, None) => unreachable!("an app is on SQLite or Postgres"),
+        }
+    }
+
     /// Sends a request through the router (no network) and returns status,
     /// headers and the JSON body (Null when the body is not JSON).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
@@ -364,6 +380,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Starts a server with extra environment variables (`CORS_ALLOWED_ORIGINS`, ...).
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -376,6 +397,7 @@ impl ServerProcess {
             .env("JWT_SECRET", SECRET)
             .env("LISTEN_ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start deployql");

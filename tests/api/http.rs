@@ -23,8 +23,11 @@ async fn healthz_answers_without_the_database_and_readyz_follows_it() {
 #[tokio::test]
 async fn get_graphql_serves_graphiql() {
     let app = TestApp::sqlite().await;
-    let response =
-        tower::ServiceExt::oneshot(app.router.clone(), get("/graphql")).await.expect("router");
+    let browser = Request::get("/graphql")
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .body(Body::empty())
+        .expect("request");
+    let response = tower::ServiceExt::oneshot(app.router.clone(), browser).await.expect("router");
     assert_eq!(response.status(), StatusCode::OK);
     let body =
         http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();

@@ -50,13 +50,28 @@ async fn list_cost_scales_with_page_size_and_history_limit() {
 #[tokio::test]
 async fn overly_deep_documents_are_refused() {
     let app = TestApp::sqlite().await;
-    let deep = format!(
-        "{{ __schema {{ types {{ fields {{ type {} name {} }} }} }} }}",
-        "{ ofType ".repeat(12),
-        "}".repeat(12)
-    );
+    // Ordinary fields: 13 levels, refused before validation looks at them.
+    let deep = format!("{{ {} x {} }}", "a { ".repeat(12), "}".repeat(12));
     let body = app.gql(Uuid::new_v4(), &deep, json!({})).await;
+    assert_eq!(error_code(&body), Some("QUERY_TOO_DEEP"), "{body}");
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{body}");
+
+    // Introspection has room for graphql-js' query, not for towers past it.
+    let tower = |levels: usize| {
+        format!(
+            "{{ __schema {{ types {{ fields {{ type {} {{ name }} {} }} }} }} }}",
+            "{ ofType ".repeat(levels),
+            "}".repeat(levels)
+        )
+    };
+    let body = app.gql(Uuid::new_v4(), &tower(20), json!({})).await;
+    assert_eq!(error_code(&body), Some("QUERY_TOO_DEEP"), "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("25 levels"), "{body}");
+    // Past the parser's own bound: the same code.
+    let body = app.gql(Uuid::new_v4(), &tower(40), json!({})).await;
+    assert_eq!(error_code(&body), Some("QUERY_TOO_DEEP"), "{body}");
+    let body = app.gql(Uuid::new_v4(), &tower(12), json!({})).await;
+    assert!(body["errors"].is_null(), "17 levels of introspection pass: {body}");
 }
 
 #[tokio::test]

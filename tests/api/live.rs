@@ -138,21 +138,3 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
     app.gql(user, scale, json!({ "id": id })).await;
     assert_eq!(ws.next_payload(SECOND).await["data"]["deploymentUpdated"]["targetReplicas"], 2);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_subscription_ends_when_the_token_expires() {
-    let app = TestApp::sqlite().await;
-    let user = Uuid::new_v4();
-    let id = app.insert(user, NewDeployment::default()).await;
-    // Expired 58 s ago: still inside the 60 s leeway for two more seconds.
-    let claims = json!({ "sub": user.to_string(), "exp": chrono::Utc::now().timestamp() - 58 });
-    let key = jsonwebtoken::EncodingKey::from_secret(crate::helpers::SECRET.as_bytes());
-    let token =
-        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token");
-    let mut ws = WsClient::connect(app.serve().await, TRANSPORT_WS).await;
-    ws.init_with_token(&token).await;
-    ws.subscribe("1", WATCH, json!({ "id": id })).await;
-    ws.next_payload(SECOND).await;
-    let ended = ws.recv(Duration::from_secs(5)).await;
-    assert_eq!(ended, Event::Message(json!({ "id": "1", "type": "complete" })));
-}

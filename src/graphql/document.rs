@@ -1,0 +1,315 @@
+//! One extension for what happens to a document around execution:
+//! - parsed once per distinct text (a frontend sends the same few documents
+//!   over and over; parsing was the largest share of a status lookup's CPU);
+//! - bounded in depth before validation, introspection measured apart;
+//! - the operation to run resolved up front, with a clear error when the
+//!   request names none or a missing one;
+//! - every request error given an `extensions.code` and a one-line message
+//!   that says what is wrong and where;
+//! - the response's keys put back in selection order.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use async_graphql::{
+    ErrorExtensionValues, Positioned, Request, Response, ServerError, ServerResult,
+    ValidationResult, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
+        NextPrepareRequest, NextSubscribe, NextValidation,
+    },
+    futures_util::stream::{BoxStream, StreamExt},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, OperationType},
+    registry::Registry,
+};
+
+use super::{completion::Completion, depth};
+use crate::error::{codes, echo};
+
+/// Deepest nesting of ordinary fields accepted.
+pub const MAX_DEPTH: usize = 12;
+/// Deepest nesting through `__schema` or `__type`: graphql-js 16 and 17's
+/// standard introspection queries reach 13 and 15; twice a query's bound
+/// leaves room for tools that ask a little more, and refuses
+/// `ofType { ofType { ... } }` towers far past them.
+pub const MAX_INTROSPECTION_DEPTH: usize = 2 * MAX_DEPTH;
+
+/// Distinct documents kept; when full the cache starts over, so hot
+/// documents come straight back and junk cannot pin memory.
+const CACHE_CAPACITY: usize = 128;
+/// Longer documents are parsed every time rather than held in memory.
+const MAX_CACHED_QUERY_BYTES: usize = 4096;
+
+/// Creates the per-request [`DocumentExtension`]s; they share one parse cache.
+#[derive(Debug, Default)]
+pub(super) struct Documents {
+    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+}
+
+impl ExtensionFactory for Documents {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentExtension { cache: self.cache.clone(), request: Arc::default() })
+    }
+}
+
+/// The document and operation name of the request being run.
+#[derive(Debug, Default)]
+struct RequestDocument {
+    document: Option<Arc<ExecutableDocument>>,
+    operation_name: Option<String>,
+}
+
+impl RequestDocument {
+    /// Puts `response`'s data in selection order and propagates its errors' nulls.
+    fn complete(&self, response: &mut Response, registry: &Registry) {
+        let Some(document) = &self.document else { return };
+        let Ok(operation) = operation(document, self.operation_name.as_deref()) else { return };
+        let root = match operation.node.ty {
+            OperationType::Query => Some(&registry.query_type),
+            OperationType::Mutation => registry.mutation_type.as_ref(),
+            OperationType::Subscription => registry.subscription_type.as_ref(),
+        };
+        let Some(root) = root else { return };
+        let completion =
+            Completion { registry, fragments: &document.fragments, errors: &response.errors };
+        let mut data = std::mem::take(&mut response.data);
+        completion.complete(&mut data, root, &operation.node.selection_set.node);
+        response.data = data;
+    }
+}
+
+#[derive(Debug)]
+struct DocumentExtension {
+    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    request: Arc<Mutex<RequestDocument>>,
+}
+
+impl DocumentExtension {
+    fn remember(&self, document: Arc<ExecutableDocument>) {
+        if let Ok(mut request) = self.request.lock() {
+            request.document = Some(document);
+        }
+    }
+
+    fn cached(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.cache.lock().ok()?.get(query).cloned()
+    }
+
+    fn cache(&self, query: &str, document: Arc<ExecutableDocument>) {
+        if query.len() <= MAX_CACHED_QUERY_BYTES
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(query.to_owned(), document);
+        }
+    }
+
+    /// The checks that need the whole document, before async-graphql's rules.
+    fn check(&self) -> Result<(), ServerError> {
+        let request = self.request.lock().map_err(|_| ServerError::new("poisoned", None))?;
+        let Some(document) = &request.document else { return Ok(()) };
+        let too_deep =
+            |message: String| coded(ServerError::new(message, None), codes::QUERY_TOO_DEEP);
+        let Some(measured) = depth::measure(document) else {
+            return Err(too_deep(format!(
+                "Query is nested too deep: fragments spread more than {} levels down",
+                depth::MAX_FRAGMENT_NESTING
+            )));
+        };
+        if measured.ordinary > MAX_DEPTH {
+            return Err(too_deep(format!(
+                "Query is nested too deep: {} levels, at most {MAX_DEPTH}",
+                measured.ordinary
+            )));
+        }
+        if measured.any > MAX_INTROSPECTION_DEPTH {
+            return Err(too_deep(format!(
+                "Introspection is nested too deep: {} levels, at most {MAX_INTROSPECTION_DEPTH}",
+                measured.any
+            )));
+        }
+        operation(document, request.operation_name.as_deref()).map(|_| ())
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(mut state) = self.request.lock() {
+            state.operation_name = request.operation_name.clone();
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if let Some(document) = self.cached(query) {
+            self.remember(document.clone());
+            return Ok((*document).clone());
+        }
+        let document = next.run(ctx, query, variables).await.map_err(syntax_error)?;
+        let shared = Arc::new(document.clone());
+        self.cache(query, shared.clone());
+        self.remember(shared);
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        self.check().map_err(|err| vec![err])?;
+        next.run(ctx).await.map_err(|errors| errors.into_iter().map(validation_error).collect())
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        if let Ok(request) = self.request.lock() {
+            request.complete(&mut response, &ctx.schema_env.registry);
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let (request, schema) = (self.request.clone(), ctx.schema_env.clone());
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                if let Ok(request) = request.lock() {
+                    request.complete(&mut response, &schema.registry);
+                }
+                response
+            })
+            .boxed()
+    }
+}
+
+/// The operation a request runs, by the GraphQL spec's rules.
+pub(super) fn operation<'d>(
+    document: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Result<&'d Positioned<OperationDefinition>, ServerError> {
+    let resolution = |message: String| {
+        coded(ServerError::new(message, None), codes::OPERATION_RESOLUTION_FAILURE)
+    };
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), None) => Ok(operation),
+        (DocumentOperations::Single(_), Some(name)) => Err(resolution(format!(
+            "the document has no operation named `{}`: its one operation is anonymous",
+            echo(name)
+        ))),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).ok_or_else(|| {
+                resolution(format!("the document has no operation named `{}`", echo(name)))
+            })
+        }
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+            .values()
+            .next()
+            .ok_or_else(|| resolution("the document has no operation".into())),
+        (DocumentOperations::Multiple(operations), None) => Err(resolution(format!(
+            "the document has {} operations; say which to run with `operationName`",
+            operations.len()
+        ))),
+    }
+}
+
+/// A parse error as one line: what the parser expected, and where.
+fn syntax_error(err: ServerError) -> ServerError {
+    // The parser's nesting bound (`limit_recursive_depth`) is no syntax error.
+    if err.message.contains("recursion depth") {
+        let message = "Query is nested too deep for the parser: at most 32 levels of braces,                        lists and objects";
+        return coded(ServerError::new(message, None), codes::QUERY_TOO_DEEP);
+    }
+    // pest's message is a drawing of the line with a caret; what matters is
+    // its last `= ...` line.
+    let expected = err
+        .message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim_start().strip_prefix("= "))
+        .unwrap_or_else(|| err.message.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
+        .trim()
+        .to_owned();
+    let message = match err.locations.first() {
+        Some(at) => format!("Syntax error at {}:{}: {expected}", at.line, at.column),
+        None => format!("Syntax error: {expected}"),
+    };
+    coded(ServerError { message, ..err }, codes::GRAPHQL_PARSE_FAILED)
+}
+
+/// A validation error with its code, and where it is in the message too.
+fn validation_error(err: ServerError) -> ServerError {
+    if has_code(&err) {
+        return err;
+    }
+    let message = match err.locations.first() {
+        Some(at) => format!("{} at {}:{}", err.message.trim_end_matches('.'), at.line, at.column),
+        None => err.message.clone(),
+    };
+    coded(ServerError { message, ..err }, codes::GRAPHQL_VALIDATION_FAILED)
+}
+
+fn has_code(err: &ServerError) -> bool {
+    err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some())
+}
+
+fn coded(mut err: ServerError, code: &str) -> ServerError {
+    if !has_code(&err) {
+        err.extensions.get_or_insert_with(ErrorExtensionValues::default).set("code", code);
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_read_as_one_line() {
+        let err = async_graphql::parser::parse_query("{ deployments { ")
+            .map(|_| ())
+            .map_err(ServerError::from);
+        let Err(err) = err else { panic!("a syntax error") };
+        let err = syntax_error(err);
+        assert!(!err.message.contains('\n'), "{}", err.message);
+        assert!(err.message.starts_with("Syntax error at 1:"), "{}", err.message);
+        assert!(err.message.contains("expected"), "{}", err.message);
+    }
+
+    #[test]
+    fn operation_resolution_follows_the_spec() -> Result<(), String> {
+        let two = async_graphql::parser::parse_query("query A { a } query B { b }")
+            .map_err(|e| e.to_string())?;
+        assert!(operation(&two, Some("B")).is_ok());
+        assert!(operation(&two, None).is_err());
+        assert!(operation(&two, Some("C")).is_err());
+        let one = async_graphql::parser::parse_query("query A { a }").map_err(|e| e.to_string())?;
+        assert!(operation(&one, None).is_ok());
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! GraphQL over HTTP, as graphql.github.io/graphql-over-http specifies it:
+//! POST with a JSON body (one operation, or a batch as a JSON array), GET
+//! with URL parameters for queries only, and the response in the media type
+//! the client accepts. With `application/graphql-response+json`, a request
+//! that fails before execution (parse, validation, variables) is a 400.
+
+use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Value};
+use axum::{
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
+    response::{Html, IntoResponse, Response},
+};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::json;
+
+use super::{AppState, MAX_BATCH, MAX_BODY_BYTES};
+use crate::{
+    auth::Session,
+    error::{ApiError, codes},
+    graphql::{self as schema},
+};
+
+/// The response types GraphQL over HTTP defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    /// `application/json`: the legacy type; every answer is a 200.
+    Json,
+    /// `application/graphql-response+json`: status codes tell request errors apart.
+    GraphQLResponse,
+}
+
+impl MediaType {
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Json => "application/json; charset=utf-8",
+            Self::GraphQLResponse => "application/graphql-response+json; charset=utf-8",
+        })
+    }
+
+    /// The most preferred type of an `Accept` header; no header means
+    /// `application/json`, as the spec says; `None` when nothing we send fits.
+    fn negotiate(headers: &HeaderMap) -> Option<Self> {
+        let mut accept = headers.get_all(header::ACCEPT).iter().peekable();
+        if accept.peek().is_none() {
+            return Some(Self::Json);
+        }
+        let mut best: Option<(f32, Self)> = None;
+        for range in accept.filter_map(|value| value.to_str().ok()).flat_map(|v| v.split(',')) {
+            let mut parts = range.split(';');
+            let media = match parts.next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+                "application/graphql-response+json" => Self::GraphQLResponse,
+                "application/json" | "application/*" | "*/*" => Self::Json,
+                _ => continue,
+            };
+            let quality = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+                best = Some((quality, media));
+            }
+        }
+        best.map(|(_, media)| media)
+    }
+}
+
+/// GET /graphql: a query from URL parameters, or GraphiQL for a browser.
+pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let parameters = uri.query().unwrap_or("");
+    let has_query = parameters.split('&').any(|p| p == "query" || p.starts_with("query="));
+    if !has_query {
+        if accepts_html(&headers) {
+            return Html(state.graphiql.to_string()).into_response();
+        }
+        let message =
+            "GET /graphql needs a `query` parameter (browsers asking for HTML get GraphiQL)";
+        return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
+    }
+    let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
+    let session = match state.keys.authenticate(&headers) {
+        Ok(session) => session,
+        Err(err) => return unauthorized(&err),
+    };
+    let mut request = match async_graphql::http::parse_query_string(parameters) {
+        Ok(request) => request,
+        Err(err) => {
+            let message = format!("the URL parameters are not a GraphQL request: {err}");
+            return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
+        }
+    };
+    if !schema::is_query(&mut request) {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::METHOD_NOT_ALLOWED,
+            "only queries may be sent with GET; send mutations and subscriptions with POST",
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, session, BatchRequest::Single(request), media).await
+}
+
+/// POST /graphql: one operation, or a batch of at most [`MAX_BATCH`].
+pub(super) async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let session = match state.keys.authenticate(&headers) {
+        Ok(session) => session,
+        Err(err) => return unauthorized(&err),
+    };
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::UNSUPPORTED_MEDIA_TYPE,
+            "send the request as `Content-Type: application/json`",
+        );
+    }
+    let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("request body is larger than {MAX_BODY_BYTES} bytes");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, &message);
+        }
+        Err(rejection) => {
+            return error(rejection.status(), codes::BAD_REQUEST, &rejection.body_text());
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(batch) => batch,
+        Err(err) => {
+            let message = format!("request body is not a GraphQL request: {err}");
+            return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
+        }
+    };
+    if batch.iter().any(|request| request.query.trim().is_empty()) {
+        let message = "the request has no `query`: send the GraphQL document as `query`";
+        return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
+    }
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > MAX_BATCH
+    {
+        let message =
+            format!("a batch may hold at most {MAX_BATCH} operations, got {}", requests.len());
+        return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
+    }
+    execute(&state, session, batch, media).await
+}
+
+async fn execute(
+    state: &AppState,
+    session: Session,
+    batch: BatchRequest,
+    media: MediaType,
+) -> Response {
+    state.count_operations(match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len(),
+    });
+    let executor = state.executor(session);
+    let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
+        BatchResponse::Single(response) => {
+            let body = Body::of(&response);
+            let status = if body.request_error && media == MediaType::GraphQLResponse {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            (status, serde_json::to_vec(&body))
+        }
+        BatchResponse::Batch(responses) => {
+            let bodies: Vec<Body<'_>> = responses.iter().map(Body::of).collect();
+            (StatusCode::OK, serde_json::to_vec(&bodies))
+        }
+    };
+    match body {
+        Ok(body) => {
+            let headers = [
+                (header::CONTENT_TYPE, media.content_type()),
+                // Every answer is one user's: no shared cache may keep it.
+                (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
+            ];
+            (status, headers, body).into_response()
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serialize a GraphQL response");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            )
+        }
+    }
+}
+
+/// One GraphQL response as the spec shapes it: a request error has no `data`.
+struct Body<'a> {
+    response: &'a async_graphql::Response,
+    request_error: bool,
+}
+
+impl<'a> Body<'a> {
+    fn of(response: &'a async_graphql::Response) -> Self {
+        let request_error = response.data == Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|err| {
+                err.path.is_empty()
+                    && err.extensions.as_ref().and_then(|ext| ext.get("code")).is_some_and(
+                        |code| matches!(code, Value::String(code) if codes::REQUEST_ERRORS.contains(&code.as_str())),
+                    )
+            });
+        Self { response, request_error }
+    }
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let response = self.response;
+        let mut map = serializer.serialize_map(None)?;
+        if !self.request_error {
+            map.serialize_entry("data", &response.data)?;
+        }
+        if !response.errors.is_empty() {
+            map.serialize_entry("errors", &response.errors)?;
+        }
+        if !response.extensions.is_empty() {
+            map.serialize_entry("extensions", &response.extensions)?;
+        }
+        map.end()
+    }
+}
+
+/// A browser navigating to the page (its Accept lists text/html).
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.to_ascii_lowercase().contains("text/html"))
+}
+
+/// `Content-Type: application/json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn not_acceptable() -> Response {
+    error(
+        StatusCode::NOT_ACCEPTABLE,
+        codes::NOT_ACCEPTABLE,
+        "responses are application/graphql-response+json or application/json",
+    )
+}
+
+pub(super) fn unauthorized(err: &ApiError) -> Response {
+    let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn accept_picks_the_preferred_graphql_type() {
+        use MediaType::{GraphQLResponse, Json};
+        assert_eq!(MediaType::negotiate(&HeaderMap::new()), Some(Json));
+        assert_eq!(MediaType::negotiate(&accept("*/*")), Some(Json));
+        assert_eq!(MediaType::negotiate(&accept("application/json")), Some(Json));
+        let both = accept("application/graphql-response+json, application/json");
+        assert_eq!(MediaType::negotiate(&both), Some(GraphQLResponse));
+        let apollo = accept("application/graphql-response+json,application/json;q=0.9");
+        assert_eq!(MediaType::negotiate(&apollo), Some(GraphQLResponse));
+        let json_first = accept("application/graphql-response+json;q=0.5, application/json");
+        assert_eq!(MediaType::negotiate(&json_first), Some(Json));
+        assert_eq!(MediaType::negotiate(&accept("text/html")), None);
+        assert_eq!(MediaType::negotiate(&accept("application/json;q=0")), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! HTTP and WebSocket transport: GraphQL over HTTP (`graphql`), GraphQL over
+//! WebSocket (`ws`), GraphiQL for browsers, CORS, liveness, readiness and
+//! metrics.
+
+mod cors;
+mod graphiql;
+mod graphql;
+mod ws;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::net::TcpListener;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::{cors::CorsLayer, trace::TraceLayer};
+
+use crate::{
+    auth::{JwtKeys, Session},
+    db::StatementCounter,
+    graphql::{AppSchema, SessionExecutor, build_schema},
+    live::ChangeFeed,
+};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most operations in one JSON-array batch.
+pub const MAX_BATCH: usize = 10;
+
+/// GraphQL requests executed at once unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: AppSchema,
+    pub db: DatabaseConnection,
+    pub keys: Arc<JwtKeys>,
+    graphiql: Arc<str>,
+    statements: StatementCounter,
+    operations: Arc<AtomicU64>,
+    max_in_flight: usize,
+    cors: Option<CorsLayer>,
+    pub feed: ChangeFeed,
+}
+
+impl AppState {
+    /// `graphiql_token`, when given, fills GraphiQL's Headers tab (dev mode).
+    /// `statements` is the counter installed on `db`, reported by `/metrics`.
+    pub fn new(
+        db: DatabaseConnection,
+        keys: JwtKeys,
+        graphiql_token: Option<&str>,
+        statements: StatementCounter,
+    ) -> Self {
+        Self {
+            schema: build_schema(),
+            // Postgres triggers report changes (see `live::listener`); SQLite
+            // has only this process as a writer, so its mutations publish.
+            feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
+            db,
+            keys: Arc::new(keys),
+            graphiql: graphiql::page(graphiql_token).into(),
+            statements,
+            operations: Arc::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            cors: None,
+        }
+    }
+
+    /// Sets how many GraphQL requests execute at once (at least 1).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight.max(1);
+        self
+    }
+
+    /// Lets browsers on `origins` (`*`: any) call /graphql, and any
+    /// `http://localhost:*` or `http://127.0.0.1:*` origin when `allow_local`.
+    #[must_use]
+    pub fn with_cors(mut self, origins: &[String], allow_local: bool) -> Self {
+        self.cors = cors::layer(origins, allow_local);
+        self
+    }
+
+    /// Runs the operations of `session`.
+    fn executor(&self, session: Session) -> SessionExecutor {
+        SessionExecutor::new(self.schema.clone(), self.db.clone(), self.feed.clone(), session)
+    }
+
+    fn count_operations(&self, operations: usize) {
+        self.operations.fetch_add(operations as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    // Beyond the limit, requests wait before their body is read: they
+    // would only queue for a database connection while holding memory.
+    let mut graphql = get(graphql::get)
+        .post(graphql::post)
+        .layer(GlobalConcurrencyLimitLayer::new(state.max_in_flight));
+    // Outside the limit, so preflights never queue behind work.
+    if let Some(cors) = state.cors.clone() {
+        graphql = graphql.layer(cors);
+    }
+    Router::new()
+        .route("/graphql", graphql)
+        // Any origin: the token travels in `connection_init`, never in a
+        // cookie, so a foreign page gains nothing from the socket.
+        .route("/graphql/ws", get(ws::upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        // Applies to the body however it arrives, with or without Content-Length.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Alive: answers without touching the database.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready: 200 only while the database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database timed out").into_response(),
+    }
+}
+
+/// Counters in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = format!(
+        "# HELP deployql_sql_statements_total SQL statements run on the database.\n\
+         # TYPE deployql_sql_statements_total counter\n\
+         deployql_sql_statements_total {}\n\
+         # HELP deployql_graphql_operations_total Authenticated GraphQL operations executed.\n\
+         # TYPE deployql_graphql_operations_total counter\n\
+         deployql_graphql_operations_total {}\n",
+        state.statements.get(),
+        state.operations.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

@@ -1,0 +1,108 @@
+//! The tools a frontend team actually uses, run by Node against the real
+//! `deployql` binary: graphql-http's official server audit, graphql-js 16
+//! and 17 introspection, graphql-codegen from the server's URL, the
+//! graphql-ws client and urql. The scripts and their pinned versions live
+//! in tests/js; `npm ci --prefix tests/js` installs them (CI does, and the
+//! first test here does when node_modules is missing).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Mutex,
+};
+
+use uuid::Uuid;
+
+use crate::helpers::{NewDeployment, ServerProcess, TestApp};
+
+fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+/// Installs the pinned packages once per test run if they are missing.
+fn ensure_installed() {
+    static INSTALL: Mutex<bool> = Mutex::new(false);
+    let mut installed = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *installed || js_dir().join("node_modules/.package-lock.json").exists() {
+        *installed = true;
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(js_dir())
+        .status()
+        .expect("npm is needed for the client tests (Node 20)");
+    assert!(status.success(), "npm ci --prefix tests/js failed");
+    *installed = true;
+}
+
+/// Runs `tests/js/<script>` against `server` as `token`'s user; panics with
+/// the script's report unless it passes.
+fn run(script: &str, server: &ServerProcess, token: &str) -> String {
+    ensure_installed();
+    let output = Command::new("node")
+        .arg(js_dir().join(script))
+        .env("DEPLOYQL_URL", format!("http://{}", server.addr))
+        .env("DEPLOYQL_TOKEN", token)
+        .current_dir(js_dir())
+        .output()
+        .expect("node is needed for the client tests (Node 20)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{script} failed:\n{report}");
+    report
+}
+
+/// A seeded app and a release-like server process on its database.
+async fn server(app: &TestApp) -> (ServerProcess, String) {
+    let user = Uuid::new_v4();
+    app.insert(user, NewDeployment::default()).await;
+    (ServerProcess::start(&app.database_url()).await, app.token(user))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_http_audit_finds_no_error_and_no_warning() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    let report = tokio::task::spawn_blocking(move || run("audit.mjs", &server, &token))
+        .await
+        .expect("audit");
+    assert!(!report.contains("warn ") && !report.contains("error "), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_js_16_and_17_introspection_describes_schema_graphql() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    tokio::task::spawn_blocking(move || run("introspection.mjs", &server, &token))
+        .await
+        .expect("introspection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_url_type_checks() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    tokio::task::spawn_blocking(move || run("codegen.mjs", &server, &token))
+        .await
+        .expect("codegen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urql_with_default_settings_queries_over_get() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    tokio::task::spawn_blocking(move || run("urql.mjs", &server, &token)).await.expect("urql");
+}
+
+async fn graphql_ws_client_runs_every_operation_kind(app: &TestApp) {
+    let (server, token) = server(app).await;
+    tokio::task::spawn_blocking(move || run("ws-operations.mjs", &server, &token))
+        .await
+        .expect("graphql-ws");
+}
+
+backend_tests!(graphql_ws_client_runs_every_operation_kind);
