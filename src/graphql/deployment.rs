@@ -170,26 +170,26 @@ pub(crate) async fn fetch_fresh(
 }
 
 /// The deployments of the operation's user with these ids, planned from the
-/// field's selection, in one statement: one result per id, in order.
+/// field's selection, in one statement: one result per id, in order. The
+/// outer error is the operation's (context or database), an inner one an id's.
 pub(crate) async fn lookup_each(
     ctx: &Context<'_>,
     ids: &[ID],
-) -> Result<Vec<Result<Deployment, ApiError>>, ApiError> {
-    let internal = |err: async_graphql::Error| {
-        tracing::error!(error = %err.message, "operation context incomplete");
-        ApiError::Internal(Arc::new(sea_orm::DbErr::Custom("operation context".to_owned())))
-    };
-    let user = *ctx.data::<AuthUser>().map_err(internal)?;
-    let db = ctx.data::<DatabaseConnection>().map_err(internal)?;
-    let loaders = ctx.data::<Loaders>().map_err(internal)?;
+) -> Result<Result<Vec<Result<Deployment, ApiError>>, ApiError>> {
+    let user = *ctx.data::<AuthUser>()?;
+    let db = ctx.data::<DatabaseConnection>()?;
+    let loaders = ctx.data::<Loaders>()?;
     let mut plan = prefetch::plan(&[ctx.look_ahead()]);
     // The lookup log reports health, so the counts always come along.
     plan.counts = true;
-    lookup(db, loaders, user, ids, &plan).await
+    Ok(lookup(db, loaders, user, ids, &plan).await)
 }
 
 /// The first of `found`, or not found.
-fn one(mut found: Vec<Result<Deployment, ApiError>>, id: &ID) -> Result<Deployment, ApiError> {
+pub(crate) fn one(
+    mut found: Vec<Result<Deployment, ApiError>>,
+    id: &ID,
+) -> Result<Deployment, ApiError> {
     found.pop().unwrap_or_else(|| Err(ApiError::not_found(id)))
 }
 
@@ -248,7 +248,7 @@ impl DeploymentQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The deployment's id.")] id: ID,
     ) -> Result<Option<Deployment>> {
-        let found = lookup_each(ctx, std::slice::from_ref(&id)).await;
+        let found = lookup_each(ctx, std::slice::from_ref(&id)).await?;
         Ok(null_on_error(ctx, found.and_then(|found| one(found, &id)).map(Some)))
     }
 

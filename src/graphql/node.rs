@@ -34,9 +34,8 @@ impl NodeQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The object's id.")] id: ID,
     ) -> Result<Option<Node>> {
-        let found = deployment::lookup_each(ctx, std::slice::from_ref(&id)).await;
-        let found = found
-            .and_then(|mut found| found.pop().unwrap_or_else(|| Err(ApiError::not_found(&id))));
+        let found = deployment::lookup_each(ctx, std::slice::from_ref(&id)).await?;
+        let found = found.and_then(|found| deployment::one(found, &id));
         Ok(null_on_error(ctx, found.map(|deployment| Some(Node::Deployment(deployment)))))
     }
 
@@ -56,7 +55,7 @@ impl NodeQuery {
             )))
             .extend();
         }
-        let found = deployment::lookup_each(ctx, &ids).await.extend()?;
+        let found = deployment::lookup_each(ctx, &ids).await?.extend()?;
         Ok(found
             .into_iter()
             .enumerate()

@@ -259,7 +259,7 @@ fn not_acceptable() -> Response {
     )
 }
 
-pub(super) fn unauthorized(err: &ApiError) -> Response {
+fn unauthorized(err: &ApiError) -> Response {
     let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
