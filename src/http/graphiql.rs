@@ -11,9 +11,10 @@ const GRAPHIQL_VERSION: &str = "3.9.0";
 /// The page; `token`, when given (dev mode), fills the Headers tab.
 pub(super) fn page(token: Option<&str>) -> String {
     let authorization = token.map(|token| format!("Bearer {token}"));
+    // Pretty, as a person would type it into the Headers tab.
     let headers = authorization
         .as_ref()
-        .map(|value| json!({ "Authorization": value }).to_string())
+        .and_then(|value| serde_json::to_string_pretty(&json!({ "Authorization": value })).ok())
         .unwrap_or_default();
     let connection_params =
         authorization.as_ref().map_or_else(|| json!({}), |value| json!({ "authorization": value }));
@@ -55,7 +56,9 @@ const TEMPLATE: &str = r#"<!DOCTYPE html>
             subscriptionUrl: wsUrl.toString(),
             wsConnectionParams: config.connectionParams,
           }),
+          // `headers` fills the first tab; `defaultHeaders` every new one.
           headers: config.headers || undefined,
+          defaultHeaders: config.headers || undefined,
           defaultEditorToolsVisibility: config.openHeaders ? "headers" : false,
         }),
       );
@@ -71,7 +74,7 @@ mod tests {
     #[test]
     fn dev_token_fills_the_headers_tab() {
         let html = page(Some("abc.def.ghi"));
-        assert!(html.contains(r#"\"Authorization\":\"Bearer abc.def.ghi\""#), "{html}");
+        assert!(html.contains(r#"\"Authorization\": \"Bearer abc.def.ghi\""#), "{html}");
         assert!(html.contains(r#""openHeaders":true"#), "{html}");
         assert!(!page(None).contains("Bearer"));
     }

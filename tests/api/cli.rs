@@ -110,7 +110,7 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
             .await
             .expect("html")
     });
-    assert!(page.contains(&format!(r#"\"Authorization\":\"Bearer {token}\""#)), "{page}");
+    assert!(page.contains(&format!(r#"\"Authorization\": \"Bearer {token}\""#)), "{page}");
     let preflight = runtime.block_on(async {
         client
             .request(reqwest::Method::OPTIONS, format!("http://{addr}/graphql"))

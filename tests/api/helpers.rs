@@ -413,6 +413,39 @@ impl ServerProcess {
         panic!("deployql on {addr} did not become ready");
     }
 
+    /// Starts a dev-mode server (no `JWT_SECRET`) and returns it with the
+    /// demo token it prints.
+    pub async fn start_dev(database_url: &str) -> (Self, String) {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+            .arg("serve")
+            .env_remove("JWT_SECRET")
+            .env("DATABASE_URL", database_url)
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start deployql");
+        let stdout = child.stdout.take().expect("stdout");
+        let server = Self { child: KillOnDrop(child), addr };
+        let token = tokio::task::spawn_blocking(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| line.strip_prefix("export TOKEN=").map(str::to_owned))
+        })
+        .await
+        .expect("read stdout")
+        .expect("dev mode prints `export TOKEN=...`");
+        (server, token)
+    }
+
     /// The server's resident and peak memory in MiB, from /proc.
     pub fn memory_mb(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))

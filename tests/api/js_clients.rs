@@ -1,7 +1,7 @@
 //! The tools a frontend team actually uses, run by Node against the real
 //! `deployql` binary: graphql-http's official server audit, graphql-js 16
 //! and 17 introspection, graphql-codegen from the server's URL, the
-//! graphql-ws client and urql. The scripts and their pinned versions live
+//! graphql-ws client, urql, and GraphiQL in Chromium. The scripts and their pinned versions live
 //! in tests/js; `npm ci --prefix tests/js` installs them (CI does, and the
 //! first test here does when node_modules is missing).
 
@@ -96,6 +96,15 @@ async fn urql_with_default_settings_queries_over_get() {
     let app = TestApp::sqlite().await;
     let (server, token) = server(&app).await;
     tokio::task::spawn_blocking(move || run("urql.mjs", &server, &token)).await.expect("urql");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_in_a_browser_shows_the_dev_token_and_the_schema() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = ServerProcess::start_dev(&app.database_url()).await;
+    tokio::task::spawn_blocking(move || run("graphiql.mjs", &server, &token))
+        .await
+        .expect("graphiql");
 }
 
 async fn graphql_ws_client_runs_every_operation_kind(app: &TestApp) {

@@ -30,6 +30,8 @@ const unpkg = {
   '/graphiql@3.9.0/graphiql.min.css': [file('graphiql', 'graphiql.min.css'), 'text/css; charset=utf-8'],
 };
 
+mkdirSync(dirname(screenshot), { recursive: true });
+
 const step = (message) => console.log(`ok   ${message}`);
 const started = Date.now();
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
@@ -38,9 +40,9 @@ const check = (ok, message) => {
   if (!ok) throw new Error(message);
 };
 
+// Wide enough for the docs explorer, editors and result side by side.
+const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
 try {
-  // Wide enough for the docs explorer, editors and result side by side.
-  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
   const errors = [];
   page.on('console', (m) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
@@ -98,14 +100,17 @@ try {
   const headersEditor = '.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror';
   check(
     (await headersTab.count()) === 1 && (await headersTab.getAttribute('class'))?.split(' ').includes('active'),
-    'the Headers tab is not the open editor tool',
+    'the Headers tab is not open (is the server in dev mode, without JWT_SECRET?)',
   );
   check(await page.locator(headersEditor).isVisible(), 'the headers editor is not visible');
   const headers = await editorText(headersEditor);
   // What the editor shows on screen, not just its model.
   const shown = await page.locator(`${headersEditor} .CodeMirror-code`).innerText();
   const bearer = new RegExp(`"Authorization"\\s*:\\s*"Bearer ${token.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`);
-  check(bearer.test(headers) && shown.includes(token), `the headers editor holds ${JSON.stringify(headers)}`);
+  check(
+    bearer.test(headers) && shown.includes(token),
+    `the headers editor holds ${headers}, not "Authorization": "Bearer <DEPLOYQL_TOKEN>"`,
+  );
   step(`Headers tab is open with ${headers.replace(/\s+/g, ' ').replace(token, '<DEPLOYQL_TOKEN>')}`);
 
   // 3. Run a query from the editor; the response pane shows data.
@@ -128,6 +133,13 @@ try {
   );
   step(`query ran with the Headers tab's token: ${resultText.replace(/\s+/g, ' ').slice(0, 120)}`);
 
+  // 3b. A new tab starts with the token too (GraphiQL fills new tabs from defaultHeaders).
+  await page.click('button[aria-label="Add tab"]');
+  await page.locator(headersEditor).waitFor({ timeout: 5000 }).catch(() => {});
+  const newTabHeaders = await editorText(headersEditor);
+  check(bearer.test(newTabHeaders), `a new tab's headers editor holds ${newTabHeaders}`);
+  step('a new tab carries the token as well');
+
   // 4. The docs explorer, fed by introspection from the browser.
   await page.click('button[aria-label="Show Documentation Explorer"]');
   const queryRoot = page.locator('.graphiql-doc-explorer-content a.graphiql-doc-explorer-type-name', {
@@ -147,13 +159,14 @@ try {
   step(`docs explorer lists Query { ${fields.join(', ')} }`);
 
   // 5. A picture for people, and no errors along the way.
-  mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot });
   step(`screenshot at ${screenshot}`);
   check(blocked.length === 0, `the page asked for outside URLs (blocked): ${blocked.join(' ')}`);
   check(errors.length === 0, `the page logged errors: ${errors.join(' | ')}`);
   step(`no console or page errors; ${((Date.now() - started) / 1000).toFixed(1)}s`);
 } catch (e) {
+  // What the page looked like when it went wrong.
+  await page.screenshot({ path: screenshot }).catch(() => {});
   await browser.close();
   fail(e.message);
 }
