@@ -44,6 +44,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
         .with_max_in_flight(config.max_in_flight)
+        .with_limits(config.limits())
         .with_cors(&config.cors_allowed_origins, dev);
     if state.db.get_database_backend() == DbBackend::Postgres {
         tokio::spawn(live::listener::listen(config.database_url.clone(), state.feed.clone()));

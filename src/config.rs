@@ -63,6 +63,12 @@ pub struct Config {
     /// http://127.0.0.1:*).
     #[arg(long, env, global = true, value_delimiter = ',', value_parser = parse_origin)]
     pub cors_allowed_origins: Vec<String>,
+    /// SQL statements one request (a batch in total) may run, estimated before
+    /// it runs: each root lookup or page is one, `totalCount` one more, a
+    /// mutation its writes plus one per relation in its payload.
+    #[arg(long, env, global = true, default_value_t = DEFAULT_STATEMENTS_PER_REQUEST,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_statements_per_request: u64,
 }
 
 /// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
@@ -81,6 +87,57 @@ fn parse_origin(value: &str) -> Result<String, String> {
         ));
     }
     Ok(origin.to_ascii_lowercase())
+}
+
+/// Bounds on what one GraphQL document may ask for, checked before anything
+/// runs. Every limit of the API lives here, so the README's table and the
+/// code cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of ordinary fields.
+    pub depth: usize,
+    /// Deepest nesting through `__schema` or `__type`.
+    pub introspection_depth: usize,
+    /// Field selections after fragment expansion.
+    pub fields: u64,
+    /// Aliases written in one document.
+    pub aliases: usize,
+    /// Root fields of one operation (after fragment expansion).
+    pub root_fields: u64,
+    /// `__schema`/`__type` selections in one operation, and
+    /// introspection-bearing operations in one batch.
+    pub introspections: u64,
+    /// SQL statements one request (or a batch in total) may run.
+    pub statements_per_request: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 12,
+            // graphql-js 16 and 17's standard introspection queries reach 13
+            // and 15; twice a query's bound leaves room for tools that ask a
+            // little more, and refuses `ofType { ofType { ... } }` towers.
+            introspection_depth: 24,
+            // A full status page selects about 40; a fragment bomb billions.
+            fields: 2_000,
+            aliases: 100,
+            // As many as statements: each root lookup or page runs one.
+            root_fields: DEFAULT_STATEMENTS_PER_REQUEST,
+            introspections: 1,
+            statements_per_request: DEFAULT_STATEMENTS_PER_REQUEST,
+        }
+    }
+}
+
+/// Statements one request may run unless configured otherwise.
+pub const DEFAULT_STATEMENTS_PER_REQUEST: u64 = 50;
+
+impl Config {
+    /// The document limits this configuration sets.
+    pub fn limits(&self) -> Limits {
+        Limits { statements_per_request: self.max_statements_per_request, ..Limits::default() }
+    }
 }
 
 fn default_pool_size() -> u32 {

@@ -16,6 +16,11 @@ pub mod codes {
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     /// The document nests selections deeper than allowed.
     pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+    /// The document asks for too much: fields once fragments are expanded,
+    /// root fields, introspection, SQL statements or cost.
+    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    /// The document writes more aliases than allowed.
+    pub const TOO_MANY_ALIASES: &str = "TOO_MANY_ALIASES";
     /// The request names no operation the document holds, or needs a name (Apollo's name).
     pub const OPERATION_RESOLUTION_FAILURE: &str = "OPERATION_RESOLUTION_FAILURE";
     /// The HTTP request is not a GraphQL request (body, parameters).
@@ -31,10 +36,12 @@ pub mod codes {
 
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).
-    pub const REQUEST_ERRORS: [&str; 4] = [
+    pub const REQUEST_ERRORS: [&str; 6] = [
         GRAPHQL_PARSE_FAILED,
         GRAPHQL_VALIDATION_FAILED,
         QUERY_TOO_DEEP,
+        QUERY_TOO_COMPLEX,
+        TOO_MANY_ALIASES,
         OPERATION_RESOLUTION_FAILURE,
     ];
 }

@@ -147,7 +147,7 @@ impl<'a> Completion<'a> {
         nesting: usize,
     ) {
         // Executed documents are validated: no cycles, bounded nesting.
-        if nesting > super::depth::MAX_FRAGMENT_NESTING {
+        if nesting > super::bounds::MAX_FRAGMENT_NESTING {
             return;
         }
         for selection in &set.items {

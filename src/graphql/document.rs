@@ -1,7 +1,9 @@
 //! One extension for what happens to a document around execution:
 //! - parsed once per distinct text (a frontend sends the same few documents
 //!   over and over; parsing was the largest share of a status lookup's CPU);
-//! - bounded in depth before validation, introspection measured apart;
+//! - measured before anything expands it (see `bounds`): depth, with
+//!   introspection apart, fields after fragment expansion, aliases, root
+//!   fields, introspection and SQL statements;
 //! - the operation to run resolved up front, with a clear error when the
 //!   request names none or a missing one;
 //! - every request error given an `extensions.code` and a one-line message
@@ -25,16 +27,11 @@ use async_graphql::{
     registry::Registry,
 };
 
-use super::{completion::Completion, depth};
-use crate::error::{codes, echo};
-
-/// Deepest nesting of ordinary fields accepted.
-pub const MAX_DEPTH: usize = 12;
-/// Deepest nesting through `__schema` or `__type`: graphql-js 16 and 17's
-/// standard introspection queries reach 13 and 15; twice a query's bound
-/// leaves room for tools that ask a little more, and refuses
-/// `ofType { ofType { ... } }` towers far past them.
-pub const MAX_INTROSPECTION_DEPTH: usize = 2 * MAX_DEPTH;
+use super::{bounds, completion::Completion};
+use crate::{
+    config::Limits,
+    error::{codes, echo},
+};
 
 /// Distinct documents kept; when full the cache starts over, so hot
 /// documents come straight back and junk cannot pin memory.
@@ -43,14 +40,25 @@ const CACHE_CAPACITY: usize = 128;
 const MAX_CACHED_QUERY_BYTES: usize = 4096;
 
 /// Creates the per-request [`DocumentExtension`]s; they share one parse cache.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Documents {
     cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    limits: Limits,
+}
+
+impl Documents {
+    pub(super) fn new(limits: Limits) -> Self {
+        Self { cache: Arc::default(), limits }
+    }
 }
 
 impl ExtensionFactory for Documents {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentExtension { cache: self.cache.clone(), request: Arc::default() })
+        Arc::new(DocumentExtension {
+            cache: self.cache.clone(),
+            limits: self.limits,
+            request: Arc::default(),
+        })
     }
 }
 
@@ -83,16 +91,11 @@ impl RequestDocument {
 #[derive(Debug)]
 struct DocumentExtension {
     cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    limits: Limits,
     request: Arc<Mutex<RequestDocument>>,
 }
 
 impl DocumentExtension {
-    fn remember(&self, document: Arc<ExecutableDocument>) {
-        if let Ok(mut request) = self.request.lock() {
-            request.document = Some(document);
-        }
-    }
-
     fn cached(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
         self.cache.lock().ok()?.get(query).cloned()
     }
@@ -108,32 +111,90 @@ impl DocumentExtension {
         }
     }
 
-    /// The checks that need the whole document, before async-graphql's rules.
-    fn check(&self) -> Result<(), ServerError> {
-        let request = self.request.lock().map_err(|_| ServerError::new("poisoned", None))?;
-        let Some(document) = &request.document else { return Ok(()) };
-        let too_deep =
-            |message: String| coded(ServerError::new(message, None), codes::QUERY_TOO_DEEP);
-        let Some(measured) = depth::measure(document) else {
-            return Err(too_deep(format!(
-                "Query is nested too deep: fragments spread more than {} levels down",
-                depth::MAX_FRAGMENT_NESTING
-            )));
+    /// Parses `request` (or takes its document from the cache), bounds it
+    /// and resolves its operation, before async-graphql's own checks and
+    /// rules, which expand fragments and so must never see a bomb.
+    fn prepare(&self, request: &mut Request) -> Result<(), ServerError> {
+        let document = match self.cached(&request.query) {
+            Some(document) => {
+                request.set_parsed_query((*document).clone());
+                document
+            }
+            None => {
+                let document = Arc::new(request.parsed_query().map_err(syntax_error)?.clone());
+                self.cache(&request.query, document.clone());
+                document
+            }
         };
-        if measured.ordinary > MAX_DEPTH {
-            return Err(too_deep(format!(
-                "Query is nested too deep: {} levels, at most {MAX_DEPTH}",
-                measured.ordinary
-            )));
+        check(&document, &self.limits)?;
+        operation(&document, request.operation_name.as_deref())?;
+        if let Ok(mut state) = self.request.lock() {
+            state.document = Some(document);
+            state.operation_name = request.operation_name.clone();
         }
-        if measured.any > MAX_INTROSPECTION_DEPTH {
-            return Err(too_deep(format!(
-                "Introspection is nested too deep: {} levels, at most {MAX_INTROSPECTION_DEPTH}",
-                measured.any
-            )));
-        }
-        operation(document, request.operation_name.as_deref()).map(|_| ())
+        Ok(())
     }
+}
+
+/// Refuses a document past any of `limits`, with a code saying which.
+pub(super) fn check(document: &ExecutableDocument, limits: &Limits) -> Result<(), ServerError> {
+    let refuse = |code: &str, message: String| Err(coded(ServerError::new(message, None), code));
+    let Some((measured, aliases)) = bounds::measure(document) else {
+        return refuse(
+            codes::QUERY_TOO_DEEP,
+            format!(
+                "Query is nested too deep: fragments spread more than {} levels down",
+                bounds::MAX_FRAGMENT_NESTING
+            ),
+        );
+    };
+    if measured.depth > limits.depth {
+        let message = format!(
+            "Query is nested too deep: {} levels, at most {}",
+            measured.depth, limits.depth
+        );
+        return refuse(codes::QUERY_TOO_DEEP, message);
+    }
+    if measured.depth_any > limits.introspection_depth {
+        let message = format!(
+            "Introspection is nested too deep: {} levels, at most {}",
+            measured.depth_any, limits.introspection_depth
+        );
+        return refuse(codes::QUERY_TOO_DEEP, message);
+    }
+    if measured.fields > limits.fields {
+        let message = format!(
+            "Query is too complex: {} field selections once fragments are expanded, at most {}",
+            measured.fields, limits.fields
+        );
+        return refuse(codes::QUERY_TOO_COMPLEX, message);
+    }
+    if aliases > limits.aliases {
+        let message = format!("{aliases} aliases, at most {}", limits.aliases);
+        return refuse(codes::TOO_MANY_ALIASES, message);
+    }
+    if measured.top_fields > limits.root_fields {
+        let message = format!(
+            "Query is too complex: {} root fields, at most {}",
+            measured.top_fields, limits.root_fields
+        );
+        return refuse(codes::QUERY_TOO_COMPLEX, message);
+    }
+    if measured.introspection > limits.introspections {
+        let message = format!(
+            "Query is too complex: {} `__schema`/`__type` selections, at most {} per operation",
+            measured.introspection, limits.introspections
+        );
+        return refuse(codes::QUERY_TOO_COMPLEX, message);
+    }
+    if measured.statements > limits.statements_per_request {
+        let message = format!(
+            "Query is too complex: it would run {} SQL statements, at most {}",
+            measured.statements, limits.statements_per_request
+        );
+        return refuse(codes::QUERY_TOO_COMPLEX, message);
+    }
+    Ok(())
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -141,12 +202,10 @@ impl Extension for DocumentExtension {
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        request: Request,
+        mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Ok(mut state) = self.request.lock() {
-            state.operation_name = request.operation_name.clone();
-        }
+        self.prepare(&mut request)?;
         next.run(ctx, request).await
     }
 
@@ -157,15 +216,9 @@ impl Extension for DocumentExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if let Some(document) = self.cached(query) {
-            self.remember(document.clone());
-            return Ok((*document).clone());
-        }
-        let document = next.run(ctx, query, variables).await.map_err(syntax_error)?;
-        let shared = Arc::new(document.clone());
-        self.cache(query, shared.clone());
-        self.remember(shared);
-        Ok(document)
+        // The document is parsed already (see `prepare`); what can fail here
+        // is async-graphql's nesting and directive bounds.
+        next.run(ctx, query, variables).await.map_err(syntax_error)
     }
 
     async fn validation(
@@ -173,7 +226,6 @@ impl Extension for DocumentExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        self.check().map_err(|err| vec![err])?;
         next.run(ctx).await.map_err(|errors| errors.into_iter().map(validation_error).collect())
     }
 
@@ -240,8 +292,9 @@ pub(super) fn operation<'d>(
 
 /// A parse error as one line: what the parser expected, and where.
 fn syntax_error(err: ServerError) -> ServerError {
-    // The parser's nesting bound (`limit_recursive_depth`) is no syntax error.
-    if err.message.contains("recursion depth") {
+    // The parsers' nesting bounds (`limit_recursive_depth`, the parser's own)
+    // are no syntax errors.
+    if err.message.contains("recursion") {
         let message = "Query is nested too deep for the parser: at most 32 levels of braces,                        lists and objects";
         return coded(ServerError::new(message, None), codes::QUERY_TOO_DEEP);
     }
@@ -266,6 +319,11 @@ fn syntax_error(err: ServerError) -> ServerError {
 fn validation_error(err: ServerError) -> ServerError {
     if has_code(&err) {
         return err;
+    }
+    // async-graphql's own cost check (list fields cost their page size).
+    if err.message == "Query is too complex." {
+        let message = format!("Query is too complex: its cost passes {}", super::MAX_COMPLEXITY);
+        return coded(ServerError { message, ..err }, codes::QUERY_TOO_COMPLEX);
     }
     let message = match err.locations.first() {
         Some(at) => format!("{} at {}:{}", err.message.trim_end_matches('.'), at.line, at.column),

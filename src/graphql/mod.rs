@@ -1,9 +1,9 @@
 //! The GraphQL schema: one module per domain, merged at the root.
 
+mod bounds;
 mod completion;
 pub mod connection;
 pub mod deployment;
-mod depth;
 mod document;
 pub mod loaders;
 pub mod mutation;
@@ -20,8 +20,7 @@ use async_graphql::{
 };
 use sea_orm::DatabaseConnection;
 
-pub use self::document::{MAX_DEPTH, MAX_INTROSPECTION_DEPTH};
-use crate::{auth::Session, error::ApiError, live::ChangeFeed};
+use crate::{auth::Session, config::Limits, error::ApiError, live::ChangeFeed};
 
 /// Largest query cost accepted; list fields cost their page size times their selection.
 pub const MAX_COMPLEXITY: usize = 10_000;
@@ -42,17 +41,42 @@ pub struct Subscription(subscription::DeploymentSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema with its limits; it holds no data and opens no connection, so
-/// `deployql schema` and the drift test need no database.
+/// The schema with the default limits; it holds no data and opens no
+/// connection, so `deployql schema` and the drift test need no database.
 pub fn build_schema() -> AppSchema {
+    build_schema_with(Limits::default())
+}
+
+/// The schema with `limits`.
+pub fn build_schema_with(limits: Limits) -> AppSchema {
     // Depth is bounded by `document`, which measures introspection apart
     // (async-graphql's own limit would refuse every standard tool's query).
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)
         .limit_directives(MAX_DIRECTIVES)
-        .extension(document::Documents::default())
+        .extension(document::Documents::new(limits))
         .finish()
+}
+
+/// What a request will cost, measured before it runs (see `bounds`); a
+/// document that does not parse costs nothing here: executing it reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// SQL statements it would run.
+    pub statements: u64,
+    /// Whether it reads `__schema` or `__type`.
+    pub introspects: bool,
+}
+
+/// The cost of `request`, parsing it once (execution reuses the parse).
+pub fn cost(request: &mut Request) -> Cost {
+    match request.parsed_query() {
+        Ok(document) => bounds::measure(document).map_or_else(Cost::default, |(measured, _)| {
+            Cost { statements: measured.statements, introspects: measured.introspection > 0 }
+        }),
+        Err(_) => Cost::default(),
+    }
 }
 
 /// The schema's SDL as served by introspection, `@specifiedBy` included:

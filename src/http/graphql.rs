@@ -17,6 +17,7 @@ use serde_json::json;
 use super::{AppState, MAX_BATCH, MAX_BODY_BYTES};
 use crate::{
     auth::Session,
+    config::Limits,
     error::{ApiError, codes},
     graphql::{self as schema},
 };
@@ -129,7 +130,7 @@ pub(super) async fn post(
             return error(rejection.status(), codes::BAD_REQUEST, &rejection.body_text());
         }
     };
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let mut batch: BatchRequest = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(err) => {
             let message = format!("request body is not a GraphQL request: {err}");
@@ -140,14 +141,38 @@ pub(super) async fn post(
         let message = "the request has no `query`: send the GraphQL document as `query`";
         return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
     }
-    if let BatchRequest::Batch(requests) = &batch
-        && requests.len() > MAX_BATCH
-    {
-        let message =
-            format!("a batch may hold at most {MAX_BATCH} operations, got {}", requests.len());
-        return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
+    if let BatchRequest::Batch(requests) = &mut batch {
+        if requests.len() > MAX_BATCH {
+            let message =
+                format!("a batch may hold at most {MAX_BATCH} operations, got {}", requests.len());
+            return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
+        }
+        if let Err(message) = within_limits(requests, &state.limits) {
+            return error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message);
+        }
     }
     execute(&state, session, batch, media).await
+}
+
+/// A batch's totals: each operation is bounded alone when it runs, but ten
+/// operations just under the bounds must not add up to ten times the work.
+fn within_limits(requests: &mut [async_graphql::Request], limits: &Limits) -> Result<(), String> {
+    let costs: Vec<schema::Cost> = requests.iter_mut().map(schema::cost).collect();
+    let statements: u64 = costs.iter().map(|cost| cost.statements).sum();
+    if statements > limits.statements_per_request {
+        return Err(format!(
+            "the batch would run {statements} SQL statements in total, at most {}",
+            limits.statements_per_request
+        ));
+    }
+    let introspecting = costs.iter().filter(|cost| cost.introspects).count() as u64;
+    if introspecting > limits.introspections {
+        return Err(format!(
+            "{introspecting} operations of the batch read `__schema` or `__type`, at most {}",
+            limits.introspections
+        ));
+    }
+    Ok(())
 }
 
 async fn execute(

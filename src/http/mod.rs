@@ -29,8 +29,9 @@ use tower_http::{cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
     auth::{JwtKeys, Session},
+    config::Limits,
     db::StatementCounter,
-    graphql::{AppSchema, SessionExecutor, build_schema},
+    graphql::{AppSchema, SessionExecutor, build_schema, build_schema_with},
     live::ChangeFeed,
 };
 
@@ -53,6 +54,7 @@ pub struct AppState {
     operations: Arc<AtomicU64>,
     max_in_flight: usize,
     cors: Option<CorsLayer>,
+    limits: Limits,
     pub feed: ChangeFeed,
 }
 
@@ -77,7 +79,16 @@ impl AppState {
             operations: Arc::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             cors: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Bounds documents (and batches in total) by `limits`.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.schema = build_schema_with(limits);
+        self.limits = limits;
+        self
     }
 
     /// Sets how many GraphQL requests execute at once (at least 1).

@@ -35,6 +35,7 @@ mod codegen;
 mod concurrency;
 mod cors;
 mod deployment;
+mod document_bounds;
 mod graphql_http;
 mod helpers;
 mod http;
