@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::JwtKeys,
-    config::{Config, JwtSecret},
+    config::{Config, DEFAULT_DATABASE_URL, JwtSecret},
     db::{self, StatementCounter},
     http, live,
     service::demo,
@@ -29,6 +29,19 @@ pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnectio
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> AppResult<()> {
+    let dev = match &config.jwt_secret {
+        Some(_) => false,
+        None if config.dev || config.database_url == DEFAULT_DATABASE_URL => true,
+        None => {
+            return Err(format!(
+                "JWT_SECRET is not set and {} is not the default SQLite file: set JWT_SECRET \
+                 (at least 32 random bytes: `openssl rand -hex 32`), or pass --dev (DEV_MODE=true) \
+                 to run dev mode, with demo data and a printed token, against this database",
+                redacted(&config.database_url)
+            )
+            .into());
+        }
+    };
     let mut db = connect_and_migrate(&config).await?;
     let statements = StatementCounter::default();
     statements.install(&mut db);
@@ -37,13 +50,17 @@ pub async fn serve(config: Config) -> AppResult<()> {
         None => dev_mode(&db).await?,
     };
     let keys = keys.with_leeway(Duration::from_secs(config.jwt_leeway_secs));
-    let dev = demo_token.is_some();
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
-        .with_max_in_flight(config.max_in_flight)
+        .with_slots(
+            usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
+            config.max_in_flight_per_user.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            config.queue_timeout,
+        )
+        .with_body_read_timeout(config.body_read_timeout)
         .with_limits(config.limits())
         .with_cors(&config.cors_allowed_origins, dev);
     if state.db.get_database_backend() == DbBackend::Postgres {
@@ -57,7 +74,13 @@ pub async fn serve(config: Config) -> AppResult<()> {
         println!("Demo user {}; for curl and other clients:", demo::DEMO_USER);
         println!("export TOKEN={token}\n");
     }
-    http::serve(listener, http::router(state), shutdown_signal()).await?;
+    let limits = http::ServerLimits {
+        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: config.header_read_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+        ..http::ServerLimits::default()
+    };
+    http::serve_app(listener, state, limits, shutdown_signal()).await?;
     Ok(())
 }
 

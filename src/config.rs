@@ -37,8 +37,13 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded) or `postgres://...`.
-    #[arg(long, env, global = true, default_value = "sqlite://deployql.db?mode=rwc")]
+    #[arg(long, env, global = true, default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// Dev mode (a random secret for this run, demo data, the token in
+    /// GraphiQL) on a database other than the default SQLite file. Without
+    /// JWT_SECRET, dev mode is otherwise only for the default database.
+    #[arg(long, env = "DEV_MODE", global = true)]
+    pub dev: bool,
     /// HS256 signing secret, at least 32 bytes. Unset: dev mode (random secret, demo data).
     #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true)]
     pub jwt_secret: Option<JwtSecret>,
@@ -47,12 +52,14 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// Largest number of pooled database connections; default twice the CPU count
     /// (a larger pool only queues work inside Postgres; see BENCHMARKS.md).
-    #[arg(long, env, global = true, default_value_t = default_pool_size())]
+    #[arg(long, env, global = true, default_value_t = default_pool_size(),
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
     /// GraphQL requests executed at once; more wait, unread, for a slot
     /// (bounds memory under load; see BENCHMARKS.md).
-    #[arg(long, env, global = true, default_value_t = crate::http::DEFAULT_MAX_IN_FLIGHT)]
-    pub max_in_flight: usize,
+    #[arg(long, env, global = true, default_value_t = DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
     /// Clock skew tolerated on a token's `exp` and `nbf`, in seconds (0 allowed);
     /// a WebSocket is closed once its token's `exp` plus this has passed.
     #[arg(long, env, global = true, default_value_t = 60)]
@@ -69,6 +76,28 @@ pub struct Config {
     #[arg(long, env, global = true, default_value_t = DEFAULT_STATEMENTS_PER_REQUEST,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_statements_per_request: u64,
+    /// GraphQL requests of one user executed at once; default a quarter of
+    /// MAX_IN_FLIGHT, so one user cannot take every slot.
+    #[arg(long, env, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight_per_user: Option<u64>,
+    /// How long a request waits for a slot before a 503 (or a 429 when its
+    /// user already runs their share): fail fast so clients can retry.
+    #[arg(long, env, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// A request body must arrive within this, else 408.
+    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// A request head must arrive within this; a kept-alive connection
+    /// waiting for its next request is closed after it too.
+    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Open connections at most; beyond, new ones are closed at once.
+    #[arg(long, env, global = true, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
@@ -130,6 +159,12 @@ impl Default for Limits {
     }
 }
 
+/// The embedded database `cargo run` uses.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://deployql.db?mode=rwc";
+
+/// GraphQL requests executed at once unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 32;
+
 /// Statements one request may run unless configured otherwise.
 pub const DEFAULT_STATEMENTS_PER_REQUEST: u64 = 50;
 
@@ -153,6 +188,12 @@ impl JwtSecret {
     pub const MIN_BYTES: usize = 32;
 
     pub fn parse(value: &str) -> Result<Self, String> {
+        let first = value.bytes().next();
+        if value.trim().is_empty() || value.bytes().all(|b| Some(b) == first) {
+            return Err("JWT_SECRET must be random, not one repeated character or blanks; \
+                 generate one with `openssl rand -hex 32`"
+                .to_owned());
+        }
         if value.len() < Self::MIN_BYTES {
             return Err(format!(
                 "JWT_SECRET must be at least {} bytes, got {}; generate one with `openssl rand -hex 32`",
@@ -179,6 +220,17 @@ impl fmt::Debug for JwtSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("JwtSecret([redacted])")
     }
+}
+
+/// Parses durations such as `90s`, `15m`, `1h` or `7d` (`ms` too, for timeouts).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    if let Some(millis) = value.strip_suffix("ms") {
+        return match millis.parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!("`{value}` is not a positive duration such as 500ms")),
+            Ok(millis) => Ok(Duration::from_millis(millis)),
+        };
+    }
+    parse_ttl(value)
 }
 
 /// Parses durations such as `90s`, `15m`, `1h` or `7d`.
@@ -236,9 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_one_repeated_character_or_blanks_is_refused() {
+        assert!(JwtSecret::parse(&" ".repeat(40)).is_err());
+        assert!(JwtSecret::parse(&"a".repeat(40)).is_err());
+        assert!(JwtSecret::parse(&"\t".repeat(40)).is_err());
+        assert!(JwtSecret::parse("0123456789abcdef0123456789abcdef").is_ok());
+    }
+
+    #[test]
     fn short_secret_is_refused_and_never_printed() {
         assert!(JwtSecret::parse("short").is_err());
-        let secret = JwtSecret::parse(&"x".repeat(32));
+        let secret = JwtSecret::parse("0123456789abcdef0123456789abcdef");
         assert_eq!(format!("{secret:?}"), "Ok(JwtSecret([redacted]))");
     }
 }

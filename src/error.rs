@@ -33,6 +33,14 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
     /// The request asks for a response type the server cannot send.
     pub const NOT_ACCEPTABLE: &str = "NOT_ACCEPTABLE";
+    /// The request body did not arrive within the body read timeout.
+    pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+    /// This user runs as many requests as allowed at once: retry shortly.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// A WebSocket connection already runs as many operations as allowed.
+    pub const TOO_MANY_OPERATIONS: &str = "TOO_MANY_OPERATIONS";
+    /// The server (or its database) cannot take the request now: retry shortly.
+    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).

@@ -42,7 +42,7 @@ const MAX_CACHED_QUERY_BYTES: usize = 4096;
 /// Creates the per-request [`DocumentExtension`]s; they share one parse cache.
 #[derive(Debug)]
 pub(super) struct Documents {
-    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
     limits: Limits,
 }
 
@@ -62,17 +62,26 @@ impl ExtensionFactory for Documents {
     }
 }
 
+/// A parsed document and the verdict of [`check`] on it, cached together:
+/// a document sent again is neither parsed nor measured again.
+#[derive(Debug)]
+struct Checked {
+    document: ExecutableDocument,
+    verdict: Result<(), ServerError>,
+}
+
 /// The document and operation name of the request being run.
 #[derive(Debug, Default)]
 struct RequestDocument {
-    document: Option<Arc<ExecutableDocument>>,
+    document: Option<Arc<Checked>>,
     operation_name: Option<String>,
 }
 
 impl RequestDocument {
     /// Puts `response`'s data in selection order and propagates its errors' nulls.
     fn complete(&self, response: &mut Response, registry: &Registry) {
-        let Some(document) = &self.document else { return };
+        let Some(checked) = &self.document else { return };
+        let document = &checked.document;
         let Ok(operation) = operation(document, self.operation_name.as_deref()) else { return };
         let root = match operation.node.ty {
             OperationType::Query => Some(&registry.query_type),
@@ -90,17 +99,17 @@ impl RequestDocument {
 
 #[derive(Debug)]
 struct DocumentExtension {
-    cache: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
     limits: Limits,
     request: Arc<Mutex<RequestDocument>>,
 }
 
 impl DocumentExtension {
-    fn cached(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+    fn cached(&self, query: &str) -> Option<Arc<Checked>> {
         self.cache.lock().ok()?.get(query).cloned()
     }
 
-    fn cache(&self, query: &str, document: Arc<ExecutableDocument>) {
+    fn cache(&self, query: &str, document: Arc<Checked>) {
         if query.len() <= MAX_CACHED_QUERY_BYTES
             && let Ok(mut cache) = self.cache.lock()
         {
@@ -115,21 +124,24 @@ impl DocumentExtension {
     /// and resolves its operation, before async-graphql's own checks and
     /// rules, which expand fragments and so must never see a bomb.
     fn prepare(&self, request: &mut Request) -> Result<(), ServerError> {
-        let document = match self.cached(&request.query) {
-            Some(document) => {
-                request.set_parsed_query((*document).clone());
-                document
+        let checked = match self.cached(&request.query) {
+            Some(checked) => {
+                request.set_parsed_query(checked.document.clone());
+                checked
             }
             None => {
-                let document = Arc::new(request.parsed_query().map_err(syntax_error)?.clone());
-                self.cache(&request.query, document.clone());
-                document
+                let document = request.parsed_query().map_err(syntax_error)?.clone();
+                let verdict = check(&document, &self.limits);
+                let checked = Arc::new(Checked { document, verdict });
+                self.cache(&request.query, checked.clone());
+                checked
             }
         };
-        check(&document, &self.limits)?;
-        operation(&document, request.operation_name.as_deref())?;
+        checked.verdict.clone()?;
+        let document = &checked.document;
+        operation(document, request.operation_name.as_deref())?;
         if let Ok(mut state) = self.request.lock() {
-            state.document = Some(document);
+            state.document = Some(checked);
             state.operation_name = request.operation_name.clone();
         }
         Ok(())
@@ -325,11 +337,24 @@ fn validation_error(err: ServerError) -> ServerError {
         let message = format!("Query is too complex: its cost passes {}", super::MAX_COMPLEXITY);
         return coded(ServerError { message, ..err }, codes::QUERY_TOO_COMPLEX);
     }
+    let said = bounded_quotes(err.message.trim_end_matches('.'));
     let message = match err.locations.first() {
-        Some(at) => format!("{} at {}:{}", err.message.trim_end_matches('.'), at.line, at.column),
-        None => err.message.clone(),
+        Some(at) => format!("{said} at {}:{}", at.line, at.column),
+        None => said,
     };
     coded(ServerError { message, ..err }, codes::GRAPHQL_VALIDATION_FAILED)
+}
+
+/// async-graphql quotes names and values from the document in `"..."`;
+/// each quote keeps at most 64 characters of it.
+fn bounded_quotes(message: &str) -> String {
+    let mut parts = message.split('"');
+    let mut bounded = parts.next().unwrap_or_default().to_owned();
+    for (n, part) in parts.enumerate() {
+        bounded.push('"');
+        bounded.push_str(&if n % 2 == 0 { echo(part) } else { part.to_owned() });
+    }
+    bounded
 }
 
 fn has_code(err: &ServerError) -> bool {
@@ -357,6 +382,14 @@ mod tests {
         assert!(!err.message.contains('\n'), "{}", err.message);
         assert!(err.message.starts_with("Syntax error at 1:"), "{}", err.message);
         assert!(err.message.contains("expected"), "{}", err.message);
+    }
+
+    #[test]
+    fn quoted_input_in_messages_is_bounded() {
+        let long = "x".repeat(1000);
+        let message = bounded_quotes(&format!(r#"Unknown field "{long}" on type "Query""#));
+        assert_eq!(message.chars().count(), r#"Unknown field "" on type "Query""#.len() + 65);
+        assert!(message.ends_with(r#"…" on type "Query""#), "{message}");
     }
 
     #[test]

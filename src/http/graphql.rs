@@ -6,15 +6,14 @@
 
 use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Value};
 use axum::{
-    body::Bytes,
-    extract::{State, rejection::BytesRejection},
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{Html, IntoResponse, Response},
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use super::{AppState, MAX_BATCH, MAX_BODY_BYTES};
+use super::{AppState, MAX_BATCH, MAX_BODY_BYTES, slots::Refusal};
 use crate::{
     auth::Session,
     config::Limits,
@@ -103,11 +102,11 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
 }
 
 /// POST /graphql: one operation, or a batch of at most [`MAX_BATCH`].
-pub(super) async fn post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+pub(super) async fn post(State(state): State<AppState>, request: Request) -> Response {
+    // The body is read only once the request is authenticated: an anonymous
+    // client gets its 401 without the server waiting for anything.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let session = match state.keys.authenticate(&headers) {
         Ok(session) => session,
         Err(err) => return unauthorized(&err),
@@ -120,14 +119,19 @@ pub(super) async fn post(
         );
     }
     let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
-    let body = match body {
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => {
             let message = format!("request body is larger than {MAX_BODY_BYTES} bytes");
             return error(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, &message);
         }
-        Err(rejection) => {
-            return error(rejection.status(), codes::BAD_REQUEST, &rejection.body_text());
+        Err(err) if caused_by::<tower_http::timeout::TimeoutError>(&err) => {
+            let message = "the request body did not arrive in time";
+            return error(StatusCode::REQUEST_TIMEOUT, codes::REQUEST_TIMEOUT, message);
+        }
+        Err(_) => {
+            let message = "the request body could not be read";
+            return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
         }
     };
     let mut batch: BatchRequest = match serde_json::from_slice(&body) {
@@ -185,6 +189,12 @@ async fn execute(
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(requests) => requests.len(),
     });
+    // A slot only now: the request is authenticated and read, so waiting
+    // clients hold nothing but their socket.
+    let _slot = match state.slots.acquire(session.user.0).await {
+        Ok(slot) => slot,
+        Err(refusal) => return refused(refusal),
+    };
     let executor = state.executor(session);
     let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
         BatchResponse::Single(response) => {
@@ -274,6 +284,36 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `E` is among the causes of `err` (the body's errors come wrapped).
+fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = source {
+        if error.is::<E>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// No slot: a retryable refusal, with `Retry-After`.
+fn refused(refusal: Refusal) -> Response {
+    let mut response = match refusal {
+        Refusal::UserBusy => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            "too many of your requests are running at once; retry shortly",
+        ),
+        Refusal::Busy => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::SERVICE_UNAVAILABLE,
+            "the server is busy; retry shortly",
+        ),
+    };
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn not_acceptable() -> Response {

@@ -5,7 +5,11 @@
 mod cors;
 mod graphiql;
 mod graphql;
+mod server;
+mod slots;
 mod ws;
+
+pub use self::server::{GoingAway, ServerLimits};
 
 use std::{
     sync::{
@@ -17,19 +21,18 @@ use std::{
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_http::{cors::CorsLayer, trace::TraceLayer};
+use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 
 use crate::{
     auth::{JwtKeys, Session},
-    config::Limits,
+    config::{DEFAULT_MAX_IN_FLIGHT, Limits},
     db::StatementCounter,
     graphql::{AppSchema, SessionExecutor, build_schema, build_schema_with},
     live::ChangeFeed,
@@ -40,8 +43,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most operations in one JSON-array batch.
 pub const MAX_BATCH: usize = 10;
 
-/// GraphQL requests executed at once unless configured otherwise.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// How long a request waits for a slot unless configured otherwise.
+const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request body may take to arrive unless configured otherwise.
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -52,9 +57,11 @@ pub struct AppState {
     graphiql: Arc<str>,
     statements: StatementCounter,
     operations: Arc<AtomicU64>,
-    max_in_flight: usize,
+    slots: Arc<slots::Slots>,
+    body_read_timeout: Duration,
     cors: Option<CorsLayer>,
     limits: Limits,
+    going_away: GoingAway,
     pub feed: ChangeFeed,
 }
 
@@ -77,9 +84,15 @@ impl AppState {
             graphiql: graphiql::page(graphiql_token).into(),
             statements,
             operations: Arc::default(),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            slots: Arc::new(slots::Slots::new(
+                DEFAULT_MAX_IN_FLIGHT as usize,
+                DEFAULT_MAX_IN_FLIGHT as usize / 4,
+                DEFAULT_QUEUE_TIMEOUT,
+            )),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             cors: None,
             limits: Limits::default(),
+            going_away: GoingAway::default(),
         }
     }
 
@@ -91,11 +104,31 @@ impl AppState {
         self
     }
 
-    /// Sets how many GraphQL requests execute at once (at least 1).
+    /// Sets how many GraphQL requests execute at once (at least 1), a
+    /// quarter of them for one user unless `per_user` says otherwise, and how
+    /// long a request waits for its slot before it is refused.
     #[must_use]
-    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
-        self.max_in_flight = max_in_flight.max(1);
+    pub fn with_slots(
+        mut self,
+        max_in_flight: usize,
+        per_user: Option<usize>,
+        queue_timeout: Duration,
+    ) -> Self {
+        let per_user = per_user.unwrap_or(max_in_flight / 4);
+        self.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout));
         self
+    }
+
+    /// Sets how long a request body may take to arrive (408 after).
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// What tells this app's WebSockets that the server is going away.
+    pub fn going_away(&self) -> GoingAway {
+        self.going_away.clone()
     }
 
     /// Lets browsers on `origins` (`*`: any) call /graphql, and any
@@ -123,11 +156,11 @@ impl std::fmt::Debug for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    // Beyond the limit, requests wait before their body is read: they
-    // would only queue for a database connection while holding memory.
+    // Slow bodies are cut off here; slots are taken in the handlers, once a
+    // request is authenticated and read (see `slots`).
     let mut graphql = get(graphql::get)
         .post(graphql::post)
-        .layer(GlobalConcurrencyLimitLayer::new(state.max_in_flight));
+        .layer(RequestBodyTimeoutLayer::new(state.body_read_timeout));
     // Outside the limit, so preflights never queue behind work.
     if let Some(cors) = state.cors.clone() {
         graphql = graphql.layer(cors);
@@ -140,19 +173,30 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        // Applies to the body however it arrives, with or without Content-Length.
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` with the default connection limits until
+/// `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    server::serve(listener, router, ServerLimits::default(), GoingAway::default(), shutdown).await
+}
+
+/// Serves `state`'s app on `listener` within `limits` until `shutdown`
+/// resolves, then drains it (see [`server::serve`]).
+pub async fn serve_app(
+    listener: TcpListener,
+    state: AppState,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let going_away = state.going_away();
+    server::serve(listener, router(state), limits, going_away, shutdown).await
 }
 
 /// Alive: answers without touching the database.

@@ -7,6 +7,7 @@
 //! `connection_ack`; when the token expires, the socket is closed with 4403.
 
 use std::{
+    collections::HashSet,
     str::FromStr,
     time::{Duration, SystemTime},
 };
@@ -22,17 +23,19 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::{Sink, SinkExt, Stream, StreamExt, future, stream};
-use serde_json::Value;
+use futures_util::{Sink, SinkExt, Stream, StreamExt, stream};
+use serde_json::{Value, json};
 
 use super::{AppState, MAX_BODY_BYTES};
 use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
-    error::ApiError,
+    error::{ApiError, codes, echo},
 };
 
 /// How long a client may take to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Operations one connection runs at once (subscriptions, mostly).
+const MAX_OPERATIONS: usize = 100;
 
 pub(super) async fn upgrade(
     State(state): State<AppState>,
@@ -58,6 +61,7 @@ fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 }
 
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+    let going_away = state.going_away();
     let (mut sink, mut incoming) = socket.split();
     let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut incoming)).await {
         Ok(Some(init)) => init,
@@ -68,23 +72,48 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         Ok(session) => session,
         Err((code, reason)) => return close(&mut sink, code, reason).await,
     };
-    // Hand async-graphql the socket as if untouched: `connection_init` first.
-    let replayed = stream::once(future::ready(Ok(Message::Text(init.into())))).chain(incoming);
-    let frames = replayed.take_while(|frame| future::ready(frame.is_ok())).filter_map(|frame| {
-        future::ready(match frame {
-            Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
-            Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
-            _ => None,
-        })
-    });
-    let mut messages = GraphQLSocket::new(state.executor(session), frames, protocol);
+    // async-graphql reads the frames this loop lets through, starting with
+    // `connection_init`, as if it had the socket itself.
+    let (frames, screened) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = frames.send(init.into_bytes());
+    let screened = Box::pin(stream::unfold(screened, |mut screened| async move {
+        screened.recv().await.map(|frame| (frame, screened))
+    }));
+    let mut messages = GraphQLSocket::new(state.executor(session), screened, protocol);
+    let mut operations = Operations::default();
     let expiry = tokio::time::sleep(until(session.expires_at));
-    tokio::pin!(expiry);
+    let shutdown = going_away.announced();
+    tokio::pin!(expiry, shutdown);
     loop {
         tokio::select! {
+            frame = incoming.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Err(err)) if is_too_big(&err) => {
+                        return close(&mut sink, 1009, "Message too big").await;
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                };
+                match operations.screen(&text, protocol) {
+                    Screened::Forward => {
+                        let _ = frames.send(text);
+                    }
+                    Screened::Refuse(message) => {
+                        if sink.send(Message::Text(message.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Screened::Close(code, reason) => return close(&mut sink, code, &reason).await,
+                }
+            }
             message = messages.next() => {
                 let frame = match message {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Text(text)) => {
+                        operations.sent(&text);
+                        Message::Text(text.into())
+                    }
                     Some(WsMessage::Close(code, reason)) => {
                         Message::Close(Some(CloseFrame { code, reason: reason.into() }))
                     }
@@ -95,8 +124,101 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 }
             }
             () = &mut expiry => return close(&mut sink, 4403, "Forbidden: token expired").await,
+            () = &mut shutdown => return close(&mut sink, 1001, "Going away").await,
         }
     }
+}
+
+/// What the loop does with a client frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Screened {
+    /// Hand it to async-graphql.
+    Forward,
+    /// Answer with this message instead (an operation refused alone).
+    Refuse(String),
+    /// Close the socket, as graphql-transport-ws prescribes.
+    Close(u16, String),
+}
+
+/// The operations a connection runs, tracked by id so the protocol's rules
+/// hold: ids are unique while running, and a connection runs at most
+/// [`MAX_OPERATIONS`] at once.
+#[derive(Debug, Default)]
+struct Operations {
+    running: HashSet<String>,
+}
+
+impl Operations {
+    fn screen(&mut self, frame: &[u8], protocol: WebSocketProtocols) -> Screened {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            r#type: String,
+            id: Option<String>,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(frame) else {
+            return Screened::Close(
+                4400,
+                "Invalid message: not a JSON object with a `type`".into(),
+            );
+        };
+        let id = envelope.id.unwrap_or_default();
+        match envelope.r#type.as_str() {
+            "subscribe" | "start" if self.running.contains(&id) => {
+                Screened::Close(4409, format!("Subscriber for {} already exists", echo(&id)))
+            }
+            "subscribe" | "start" if self.running.len() >= MAX_OPERATIONS => {
+                let error = json!({
+                    "message": format!("a connection runs at most {MAX_OPERATIONS} operations at once"),
+                    "extensions": { "code": codes::TOO_MANY_OPERATIONS },
+                });
+                let message = match protocol {
+                    WebSocketProtocols::GraphQLWS => {
+                        json!({ "type": "error", "id": id, "payload": [error] })
+                    }
+                    WebSocketProtocols::SubscriptionsTransportWS => {
+                        json!({ "type": "error", "id": id, "payload": error })
+                    }
+                };
+                Screened::Refuse(message.to_string())
+            }
+            "subscribe" | "start" => {
+                self.running.insert(id);
+                Screened::Forward
+            }
+            "complete" | "stop" => {
+                self.running.remove(&id);
+                Screened::Forward
+            }
+            "connection_init" | "ping" | "pong" | "connection_terminate" => Screened::Forward,
+            other => Screened::Close(4400, format!("Unknown message type `{}`", echo(other))),
+        }
+    }
+
+    /// Notes the end of an operation the server completed or failed.
+    fn sent(&mut self, message: &str) {
+        // Only `complete` and `error` end an operation; `next` messages,
+        // the bulk, are not parsed.
+        let ends = message.starts_with(r#"{"type":"complete""#)
+            || message.starts_with(r#"{"type":"error""#);
+        if ends
+            && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(message)
+            && let Some(Value::String(id)) = fields.get("id")
+        {
+            self.running.remove(id);
+        }
+    }
+}
+
+/// Whether a read failed because the frame passed the size limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = source {
+        if error.to_string().contains("too long") || error.to_string().contains("too big") {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// How long from now until `at` (zero if past).
@@ -143,7 +265,56 @@ fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'static st
     })
 }
 
-async fn close(sink: &mut (impl Sink<Message> + Unpin), code: u16, reason: &'static str) {
+async fn close(sink: &mut (impl Sink<Message> + Unpin), code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.into() };
     let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WS: WebSocketProtocols = WebSocketProtocols::GraphQLWS;
+
+    fn subscribe(id: &str) -> Vec<u8> {
+        json!({ "type": "subscribe", "id": id, "payload": { "query": "{ __typename }" } })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn unknown_message_types_close_with_4400() {
+        let mut operations = Operations::default();
+        assert!(matches!(operations.screen(br#"{"type":"bogus"}"#, WS), Screened::Close(4400, _)));
+        assert!(matches!(operations.screen(b"[1, 2]", WS), Screened::Close(4400, _)));
+        assert_eq!(operations.screen(br#"{"type":"ping"}"#, WS), Screened::Forward);
+    }
+
+    #[test]
+    fn a_running_id_cannot_be_reused_until_it_completes() {
+        let mut operations = Operations::default();
+        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
+        assert_eq!(
+            operations.screen(&subscribe("1"), WS),
+            Screened::Close(4409, "Subscriber for 1 already exists".into())
+        );
+        operations.sent(r#"{"type":"complete","id":"1"}"#);
+        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
+        assert_eq!(operations.screen(br#"{"type":"complete","id":"1"}"#, WS), Screened::Forward);
+        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
+    }
+
+    #[test]
+    fn operations_past_the_limit_are_refused_alone() {
+        let mut operations = Operations::default();
+        for n in 0..MAX_OPERATIONS {
+            assert_eq!(operations.screen(&subscribe(&n.to_string()), WS), Screened::Forward);
+        }
+        match operations.screen(&subscribe("one-more"), WS) {
+            Screened::Refuse(message) => {
+                assert!(message.contains("TOO_MANY_OPERATIONS") && message.contains("one-more"));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }

@@ -61,7 +61,8 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::bad_input(format!(
             "`name` must be 1 to {MAX_NAME_LEN} lowercase letters, digits or '-', \
-             start with a letter and not end with '-', got {name:?}"
+             start with a letter and not end with '-', got {:?}",
+            crate::error::echo(name)
         )))
     }
 }

@@ -66,6 +66,7 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
         .port();
     let mut server = KillOnDrop(
         deployql()
+            .arg("--dev")
             .env("DATABASE_URL", &url)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .stdout(Stdio::piped())
@@ -127,4 +128,23 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+}
+
+#[test]
+fn configuration_traps_are_refused_at_start_with_a_clear_message() {
+    let refused = |envs: &[(&str, &str)], expected: &str| {
+        let output = deployql().arg("serve").envs(envs.iter().copied()).output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{envs:?} started");
+        assert_ne!(output.status.code(), Some(101), "{envs:?} panicked: {stderr}");
+        assert!(stderr.contains(expected), "{envs:?}: {stderr}");
+    };
+    // Dev mode never lands on a shared database by accident.
+    refused(&[("DATABASE_URL", "postgres://app@127.0.0.1:1/prod")], "--dev");
+    refused(&[("DB_MAX_CONNECTIONS", "0")], "db-max-connections");
+    refused(&[("JWT_SECRET", &" ".repeat(40))], "must be random");
+    refused(&[("JWT_SECRET", &"a".repeat(40))], "must be random");
+    refused(&[("MAX_IN_FLIGHT", "0")], "max-in-flight");
+    refused(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com/")], "not an origin");
+    refused(&[("QUEUE_TIMEOUT", "soon")], "queue-timeout");
 }

@@ -426,6 +426,7 @@ impl ServerProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
             .arg("serve")
             .env_remove("JWT_SECRET")
+            .env("DEV_MODE", "true")
             .env("DATABASE_URL", database_url)
             .env("LISTEN_ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
@@ -444,6 +445,22 @@ impl ServerProcess {
         .expect("read stdout")
         .expect("dev mode prints `export TOKEN=...`");
         (server, token)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// The server's resident and peak memory in MiB, from /proc.

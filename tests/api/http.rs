@@ -65,14 +65,7 @@ async fn metrics_count_statements_and_operations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_in_flight_limit_wait_and_complete() {
     let mut app = TestApp::sqlite().await;
-    let state = deployql::http::AppState::new(
-        app.db.clone(),
-        app.keys.clone(),
-        None,
-        deployql::db::StatementCounter::default(),
-    )
-    .with_max_in_flight(1);
-    app.router = deployql::http::router(state);
+    app.reconfigure(|state| state.with_slots(1, None, std::time::Duration::from_secs(5)));
     let user = uuid::Uuid::new_v4();
     let query = "{ deployments { totalCount } }";
     let responses = futures_util::future::join_all(
@@ -82,4 +75,77 @@ async fn requests_beyond_the_in_flight_limit_wait_and_complete() {
     for body in responses {
         assert_eq!(body["data"]["deployments"]["totalCount"], 0, "{body}");
     }
+}
+
+/// A mutation blocked on SQLite's write lock (held by this test) holds its
+/// slot for as long as the test keeps the lock.
+async fn hold_a_slot(
+    app: &TestApp,
+    user: uuid::Uuid,
+) -> (sea_orm::DatabaseTransaction, tokio::task::JoinHandle<(StatusCode, serde_json::Value)>) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let lock = app.db.begin().await.expect("begin");
+    lock.execute_unprepared("UPDATE deployments SET name = name").await.expect("write lock");
+    let router = app.router.clone();
+    let token = app.token(user);
+    let create = serde_json::json!({ "query": "mutation { createDeployment(input: { name: \"held\", \
+        targetReplicas: 1, resources: { cpuCores: 1, memoryMb: 64, storageGb: 1 } }) { id } }" });
+    let held = tokio::spawn(async move {
+        let request = Request::post("/graphql")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(create.to_string()))
+            .expect("request");
+        let response = tower::ServiceExt::oneshot(router, request).await.expect("router");
+        let status = response.status();
+        let body =
+            http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    (lock, held)
+}
+
+async fn query_as(
+    app: &TestApp,
+    user: uuid::Uuid,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let body = r#"{"query":"{ deployments { totalCount } }"}"#;
+    app.post(Some(&format!("Bearer {}", app.token(user))), body.into()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_over_their_share_gets_429_while_others_are_served() {
+    let mut app = TestApp::sqlite().await;
+    app.reconfigure(|state| state.with_slots(4, Some(1), std::time::Duration::from_millis(200)));
+    let (busy, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (lock, held) = hold_a_slot(&app, busy).await;
+
+    let (status, headers, body) = query_as(&app, busy).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(crate::helpers::error_code(&body), Some("RATE_LIMITED"));
+    let (status, _, body) = query_as(&app, other).await;
+    assert_eq!(status, StatusCode::OK, "another user is served: {body}");
+
+    lock.rollback().await.expect("release the lock");
+    let (status, body) = held.await.expect("held request");
+    assert_eq!(status, StatusCode::OK, "the held request completes: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_answers_503_with_retry_after_and_recovers() {
+    let mut app = TestApp::sqlite().await;
+    app.reconfigure(|state| state.with_slots(1, None, std::time::Duration::from_millis(200)));
+    let (lock, held) = hold_a_slot(&app, uuid::Uuid::new_v4()).await;
+    let started = std::time::Instant::now();
+    let (status, headers, body) = query_as(&app, uuid::Uuid::new_v4()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(crate::helpers::error_code(&body), Some("SERVICE_UNAVAILABLE"));
+
+    lock.rollback().await.expect("release the lock");
+    assert_eq!(held.await.expect("held request").0, StatusCode::OK);
+    assert_eq!(query_as(&app, uuid::Uuid::new_v4()).await.0, StatusCode::OK, "recovered");
 }

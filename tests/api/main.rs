@@ -48,6 +48,7 @@ mod live_postgres;
 mod logging;
 mod mutations;
 mod relay;
+mod resilience;
 mod response_shape;
 mod schema;
 mod seed;
