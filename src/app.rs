@@ -18,13 +18,28 @@ pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// How long the dev-mode demo token is valid.
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Connects and applies pending migrations.
+/// Connects and applies pending migrations, on a pool of its own: the
+/// requests' pool bounds statements, and a migration may rightly take long.
 pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
     let db = db::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;
     db::migrate(&db).await.map_err(|err| format!("migration failed: {err}"))?;
     Ok(db)
+}
+
+/// The requests' pool, and a one-connection pool for `/readyz`, so that a
+/// busy request pool never reads as an unreachable database.
+async fn connect_for_requests(
+    config: &Config,
+    timeouts: db::DbTimeouts,
+) -> AppResult<(DatabaseConnection, DatabaseConnection)> {
+    let url = &config.database_url;
+    let cannot = |err: sea_orm::DbErr| format!("cannot connect to {}: {err}", redacted(url));
+    let requests =
+        db::connect_for_requests(url, config.db_max_connections, timeouts).await.map_err(cannot)?;
+    let readiness = db::connect_for_requests(url, 1, timeouts).await.map_err(cannot)?;
+    Ok((requests, readiness))
 }
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
@@ -42,7 +57,12 @@ pub async fn serve(config: Config) -> AppResult<()> {
             .into());
         }
     };
-    let mut db = connect_and_migrate(&config).await?;
+    connect_and_migrate(&config).await?.close().await.ok();
+    let timeouts = db::DbTimeouts {
+        acquire: config.db_acquire_timeout,
+        statement: config.db_statement_timeout,
+    };
+    let (mut db, readiness) = connect_for_requests(&config, timeouts).await?;
     let statements = StatementCounter::default();
     statements.install(&mut db);
     let (keys, demo_token) = match &config.jwt_secret {
@@ -61,6 +81,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
             config.queue_timeout,
         )
         .with_body_read_timeout(config.body_read_timeout)
+        .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())
         .with_cors(&config.cors_allowed_origins, dev);
     if state.db.get_database_backend() == DbBackend::Postgres {

@@ -95,6 +95,14 @@ pub struct Config {
     #[arg(long, env, global = true, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+    /// How long a request waits for a database connection before it fails
+    /// with SERVICE_UNAVAILABLE (a down database fails requests fast).
+    #[arg(long, env, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+    /// Longest SQL statement: Postgres' statement_timeout, SQLite's busy
+    /// timeout; past it the request fails with SERVICE_UNAVAILABLE.
+    #[arg(long, env, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env, global = true, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

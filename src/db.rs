@@ -35,23 +35,69 @@ impl StatementCounter {
     }
 }
 
-/// Opens a pool on `url` (SQLite or Postgres).
+/// How long the database may take before a request fails with
+/// `SERVICE_UNAVAILABLE` instead of waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTimeouts {
+    /// Waiting for a pooled connection (or a new one).
+    pub acquire: Duration,
+    /// One statement: Postgres' `statement_timeout`, SQLite's busy timeout.
+    pub statement: Duration,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        Self { acquire: Duration::from_secs(2), statement: Duration::from_secs(5) }
+    }
+}
+
+/// Opens a pool on `url` (SQLite or Postgres) for migrations and tools: no
+/// statement timeout, since a migration may rightly take long.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, None).await
+}
+
+/// Opens the pool requests use: every wait on the database is bounded.
+pub async fn connect_for_requests(
+    url: &str,
+    max_connections: u32,
+    timeouts: DbTimeouts,
+) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, Some(timeouts)).await
+}
+
+async fn open(
+    url: &str,
+    max_connections: u32,
+    timeouts: Option<DbTimeouts>,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
+    let acquire = timeouts.map_or(Duration::from_secs(5), |t| t.acquire);
+    // SQLite's busy timeout is how long a writer waits for the lock.
+    let busy = timeouts.map_or(Duration::from_secs(10), |t| t.statement);
     options
         .max_connections(max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(acquire)
+        .acquire_timeout(acquire)
+        // A ping before every checkout is a round trip per request; only a
+        // connection idle for a while is checked.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
         // WAL lets readers proceed while a writer commits; the busy timeout makes
         // concurrent writers wait for the lock instead of failing at once.
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(busy)
                 .foreign_keys(true)
         });
+    if let Some(timeouts) = timeouts {
+        let millis = timeouts.statement.as_millis().to_string();
+        options.map_sqlx_postgres_opts(move |opts| {
+            opts.options([("statement_timeout", millis.as_str())])
+        });
+    }
     Database::connect(options).await
 }
 

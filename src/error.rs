@@ -72,6 +72,10 @@ pub enum ApiError {
     /// `CONFLICT`: the change collides with existing data (e.g. a unique name).
     #[error("{0}")]
     Conflict(String),
+    /// `SERVICE_UNAVAILABLE`: the database is unreachable, slow past its
+    /// timeouts, or busy; the request may simply be retried.
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable(Arc<DbErr>),
     /// `INTERNAL_SERVER_ERROR`: the cause is logged, the client sees a generic message.
     #[error("internal server error")]
     Internal(Arc<DbErr>),
@@ -84,6 +88,7 @@ impl ApiError {
             Self::DeploymentNotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
+            Self::Unavailable(_) => codes::SERVICE_UNAVAILABLE,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -109,7 +114,39 @@ pub fn echo(text: &str) -> String {
 
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        Self::Internal(Arc::new(err))
+        if is_unavailable(&err) {
+            Self::Unavailable(Arc::new(err))
+        } else {
+            Self::Internal(Arc::new(err))
+        }
+    }
+}
+
+/// Whether `err` says the database cannot be reached or answered in time
+/// (retryable), rather than that a statement is wrong (a bug).
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else { return matches!(err, DbErr::Conn(_)) };
+    match sqlx.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Tls(_) => true,
+        Sqlx::Database(db) => db.code().is_some_and(|code| {
+            // Postgres: statement_timeout (57014), shutdown (57P0x), connection
+            // exceptions (08xxx); SQLite: busy and locked (5, 6, 517).
+            code == "57014"
+                || code.starts_with("57P")
+                || code.starts_with("08")
+                || ["5", "6", "517"].contains(&code.as_ref())
+        }),
+        _ => matches!(err, DbErr::Conn(_)),
     }
 }
 
@@ -118,6 +155,7 @@ impl ErrorExtensions for ApiError {
         if let Self::Internal(cause) = self {
             tracing::error!(error = %cause, "request failed on an internal error");
         }
+        // Unavailability is logged once per change (`http::DatabaseHealth`).
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
             if let Self::Unauthenticated { refusal, .. } = self {

@@ -19,7 +19,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // sqlx warns on every slow pool acquire; an outage is logged once
+            // per change by the server instead.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx::pool::acquire=error")),
         )
         .with_writer(std::io::stderr)
         .init();

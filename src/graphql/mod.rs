@@ -94,6 +94,7 @@ pub struct SessionExecutor {
     db: DatabaseConnection,
     feed: ChangeFeed,
     session: Session,
+    timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for SessionExecutor {
@@ -109,7 +110,15 @@ impl SessionExecutor {
         feed: ChangeFeed,
         session: Session,
     ) -> Self {
-        Self { schema, db, feed, session }
+        Self { schema, db, feed, session, timeout: None }
+    }
+
+    /// Bounds each query or mutation's whole run: past it the client gets
+    /// `SERVICE_UNAVAILABLE` (a database that stopped answering), not a hang.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Attaches what resolvers need to one operation; the loaders live only
@@ -137,9 +146,20 @@ impl SessionExecutor {
 
 impl Executor for SessionExecutor {
     async fn execute(&self, request: Request) -> Response {
-        match self.expired() {
-            Some(refusal) => refusal,
-            None => self.schema.execute(self.prepare(request)).await,
+        if let Some(refusal) = self.expired() {
+            return refusal;
+        }
+        let run = self.schema.execute(self.prepare(request));
+        match self.timeout {
+            None => run.await,
+            Some(timeout) => tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+                let err = ApiError::Unavailable(std::sync::Arc::new(sea_orm::DbErr::Custom(
+                    format!("the operation took longer than {timeout:?}"),
+                )));
+                let mut error = ServerError::new(err.to_string(), None);
+                error.extensions = err.extend().extensions;
+                Response::from_errors(vec![error])
+            }),
         }
     }
 

@@ -199,7 +199,15 @@ async fn execute(
     let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
         BatchResponse::Single(response) => {
             let body = Body::of(&response);
-            let status = if body.request_error && media == MediaType::GraphQLResponse {
+            state.database.record(body.unavailable);
+            let produced_nothing = match &response.data {
+                Value::Object(fields) => fields.values().all(|value| *value == Value::Null),
+                other => *other == Value::Null,
+            };
+            let status = if body.unavailable && produced_nothing {
+                // Nothing came of it, and a retry may well succeed.
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if body.request_error && media == MediaType::GraphQLResponse {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::OK
@@ -208,6 +216,7 @@ async fn execute(
         }
         BatchResponse::Batch(responses) => {
             let bodies: Vec<Body<'_>> = responses.iter().map(Body::of).collect();
+            state.database.record(bodies.iter().any(|body| body.unavailable));
             (StatusCode::OK, serde_json::to_vec(&bodies))
         }
     };
@@ -218,7 +227,11 @@ async fn execute(
                 // Every answer is one user's: no shared cache may keep it.
                 (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
             ];
-            (status, headers, body).into_response()
+            let mut response = (status, headers, body).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            response
         }
         Err(err) => {
             tracing::error!(error = %err, "cannot serialize a GraphQL response");
@@ -235,19 +248,25 @@ async fn execute(
 struct Body<'a> {
     response: &'a async_graphql::Response,
     request_error: bool,
+    /// Some error says the database was unavailable.
+    unavailable: bool,
 }
 
 impl<'a> Body<'a> {
     fn of(response: &'a async_graphql::Response) -> Self {
+        let code =
+            |err: &'a async_graphql::ServerError| match err.extensions.as_ref()?.get("code")? {
+                Value::String(code) => Some(code.as_str()),
+                _ => None,
+            };
         let request_error = response.data == Value::Null
             && !response.errors.is_empty()
             && response.errors.iter().all(|err| {
-                err.path.is_empty()
-                    && err.extensions.as_ref().and_then(|ext| ext.get("code")).is_some_and(
-                        |code| matches!(code, Value::String(code) if codes::REQUEST_ERRORS.contains(&code.as_str())),
-                    )
+                err.path.is_empty() && code(err).is_some_and(|c| codes::REQUEST_ERRORS.contains(&c))
             });
-        Self { response, request_error }
+        let unavailable =
+            response.errors.iter().any(|err| code(err) == Some(codes::SERVICE_UNAVAILABLE));
+        Self { response, request_error, unavailable }
     }
 }
 

@@ -62,6 +62,11 @@ pub struct AppState {
     cors: Option<CorsLayer>,
     limits: Limits,
     going_away: GoingAway,
+    /// Bounds an operation's whole run (see `db::DbTimeouts`); none in tests.
+    operation_timeout: Option<Duration>,
+    /// What `/readyz` pings: a pool of its own in production.
+    readiness: DatabaseConnection,
+    database: Arc<DatabaseHealth>,
     pub feed: ChangeFeed,
 }
 
@@ -79,6 +84,7 @@ impl AppState {
             // Postgres triggers report changes (see `live::listener`); SQLite
             // has only this process as a writer, so its mutations publish.
             feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
+            readiness: db.clone(),
             db,
             keys: Arc::new(keys),
             graphiql: graphiql::page(graphiql_token).into(),
@@ -93,7 +99,22 @@ impl AppState {
             cors: None,
             limits: Limits::default(),
             going_away: GoingAway::default(),
+            operation_timeout: None,
+            database: Arc::default(),
         }
+    }
+
+    /// Bounds each operation by `timeouts` (a connection, then a statement),
+    /// and answers `/readyz` through `readiness`, a pool of its own.
+    #[must_use]
+    pub fn with_database_timeouts(
+        mut self,
+        timeouts: crate::db::DbTimeouts,
+        readiness: DatabaseConnection,
+    ) -> Self {
+        self.operation_timeout = Some(timeouts.acquire + timeouts.statement);
+        self.readiness = readiness;
+        self
     }
 
     /// Bounds documents (and batches in total) by `limits`.
@@ -142,6 +163,7 @@ impl AppState {
     /// Runs the operations of `session`.
     fn executor(&self, session: Session) -> SessionExecutor {
         SessionExecutor::new(self.schema.clone(), self.db.clone(), self.feed.clone(), session)
+            .with_timeout(self.operation_timeout)
     }
 
     fn count_operations(&self, operations: usize) {
@@ -204,9 +226,11 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready: 200 only while the database answers.
+/// Ready: 200 while the database answers, through a connection of its own,
+/// so a request pool busy with slow queries does not read as "down" (which
+/// would pull every instance out of a load balancer at once).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), state.readiness.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check: database unreachable");
@@ -222,11 +246,37 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP deployql_sql_statements_total SQL statements run on the database.\n\
          # TYPE deployql_sql_statements_total counter\n\
          deployql_sql_statements_total {}\n\
+         # HELP deployql_database_unavailable_total Operations failed as SERVICE_UNAVAILABLE.\n\
+         # TYPE deployql_database_unavailable_total counter\n\
+         deployql_database_unavailable_total {}\n\
          # HELP deployql_graphql_operations_total Authenticated GraphQL operations executed.\n\
          # TYPE deployql_graphql_operations_total counter\n\
          deployql_graphql_operations_total {}\n",
         state.statements.get(),
+        state.database.failures.load(Ordering::Relaxed),
         state.operations.load(Ordering::Relaxed)
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Whether the database answered the last operations, logged once per
+/// change rather than once per failed request.
+#[derive(Debug, Default)]
+struct DatabaseHealth {
+    down: std::sync::atomic::AtomicBool,
+    failures: AtomicU64,
+}
+
+impl DatabaseHealth {
+    /// Notes an operation's outcome: `unavailable` when it failed on the database.
+    fn record(&self, unavailable: bool) {
+        if unavailable {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if !self.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!("database unavailable: failing requests with SERVICE_UNAVAILABLE");
+            }
+        } else if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("database available again");
+        }
+    }
 }

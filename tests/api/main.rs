@@ -34,6 +34,7 @@ mod cli;
 mod codegen;
 mod concurrency;
 mod cors;
+mod database_faults;
 mod deployment;
 mod document_bounds;
 mod graphql_http;
