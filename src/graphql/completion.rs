@@ -10,7 +10,7 @@
 //!   description of the `__Schema` type itself, which graphql-js' tools
 //!   then print as this schema's description.
 
-use std::collections::HashMap;
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use async_graphql::{
     Name, PathSegment, Positioned, ServerError, Value,
@@ -33,12 +33,26 @@ struct Selected<'a> {
 }
 
 pub(crate) struct Completion<'a> {
-    pub registry: &'a Registry,
-    pub fragments: &'a Fragments,
-    pub errors: &'a [ServerError],
+    registry: &'a Registry,
+    fragments: &'a Fragments,
+    errors: &'a [ServerError],
+    /// Each selection set's response keys on each type, collected once: a
+    /// list of 100 deployments shares one shape.
+    shapes: RefCell<HashMap<(usize, usize), Shape<'a>>>,
 }
 
+/// The response keys of a selection in order, each with what it selects.
+type Shape<'a> = Rc<IndexMap<&'a Name, Selected<'a>>>;
+
 impl<'a> Completion<'a> {
+    pub(crate) fn new(
+        registry: &'a Registry,
+        fragments: &'a Fragments,
+        errors: &'a [ServerError],
+    ) -> Self {
+        Self { registry, fragments, errors, shapes: RefCell::default() }
+    }
+
     /// Completes `data`, the result of `set` on the root type `root`.
     pub(crate) fn complete(&self, data: &mut Value, root: &'a str, set: &'a SelectionSet) {
         if let Value::Object(map) = data
@@ -55,37 +69,78 @@ impl<'a> Completion<'a> {
         sets: &[&'a SelectionSet],
         path: &mut Vec<PathSegment>,
     ) -> Result<(), Propagate> {
-        let mut fields: IndexMap<&'a Name, Selected<'a>> = IndexMap::new();
-        for set in sets {
-            self.collect(set, parent, &mut fields, 0);
+        let shape = self.shape(parent, sets);
+        // The common case: no errors and the keys already in order (fields
+        // that resolve at once finish in selection order), so nothing moves.
+        let in_order = self.errors.is_empty()
+            && map.len() == shape.len()
+            && map.keys().zip(shape.keys()).all(|(have, want)| have == *want);
+        if in_order {
+            for ((_, value), selected) in map.iter_mut().zip(shape.values()) {
+                self.field(value, selected, path)?;
+            }
+            return Ok(());
         }
         let mut completed = IndexMap::with_capacity(map.len());
-        for (key, selected) in fields {
-            path.push(PathSegment::Field(key.to_string()));
-            let ty = self.field_type(selected.parent, selected.name);
-            let value = match map.shift_remove_entry(key) {
-                Some((key, value)) => Some((key, value)),
-                // Absent: skipped by `@skip`/`@include`, or failed.
-                None => self.failed(path).then(|| (key.clone(), Value::Null)),
-            };
-            if let Some((key, mut value)) = value {
-                if (selected.parent, selected.name) == ("__Schema", "description") {
-                    completed.insert(key, Value::Null);
-                    path.pop();
-                    continue;
-                }
-                if self.value(&mut value, ty, &selected.sets, path).is_err() {
-                    path.pop();
-                    return Err(Propagate);
-                }
-                completed.insert(key, value);
+        for (key, selected) in shape.iter() {
+            let tracked = !self.errors.is_empty();
+            if tracked {
+                path.push(PathSegment::Field(key.to_string()));
             }
-            path.pop();
+            let value = match map.shift_remove_entry(*key) {
+                Some(entry) => Some(entry),
+                // Absent: skipped by `@skip`/`@include`, or failed.
+                None => (tracked && self.failed(path)).then(|| ((*key).clone(), Value::Null)),
+            };
+            let completion = match value {
+                Some((key, mut value)) => self.field(&mut value, selected, path).map(|()| {
+                    completed.insert(key, value);
+                }),
+                None => Ok(()),
+            };
+            if tracked {
+                path.pop();
+            }
+            completion?;
         }
         // Nothing should be left; whatever is stays, after the rest.
         completed.extend(map.drain(..));
         *map = completed;
         Ok(())
+    }
+
+    /// Completes one field's value; `Err` when it must null its parent.
+    fn field(
+        &self,
+        value: &mut Value,
+        selected: &Selected<'a>,
+        path: &mut Vec<PathSegment>,
+    ) -> Result<(), Propagate> {
+        if (selected.parent, selected.name) == ("__Schema", "description") {
+            *value = Value::Null;
+            return Ok(());
+        }
+        let ty = self.field_type(selected.parent, selected.name);
+        self.value(value, ty, &selected.sets, path)
+    }
+
+    fn shape(&self, parent: &'a str, sets: &[&'a SelectionSet]) -> Shape<'a> {
+        let key = match sets {
+            [set] => Some((std::ptr::from_ref(*set) as usize, parent.as_ptr() as usize)),
+            _ => None,
+        };
+        if let Some(shape) = key.and_then(|key| self.shapes.borrow().get(&key).cloned()) {
+            return shape;
+        }
+        let mut fields = IndexMap::new();
+        for set in sets {
+            self.collect(set, parent, &mut fields, 0);
+        }
+        let shape = Rc::new(fields);
+        if let Some(key) = key {
+            self.shapes.borrow_mut().insert(key, shape.clone());
+        }
+        shape
     }
 
     fn value(
@@ -106,10 +161,15 @@ impl<'a> Completion<'a> {
         let completed = match (inner, &mut *value) {
             (MetaTypeName::List(item), Value::List(items)) => {
                 let item = MetaTypeName::create(item);
+                let tracked = !self.errors.is_empty();
                 items.iter_mut().enumerate().try_for_each(|(index, element)| {
-                    path.push(PathSegment::Index(index));
+                    if tracked {
+                        path.push(PathSegment::Index(index));
+                    }
                     let completed = self.value(element, Some(item), sets, path);
-                    path.pop();
+                    if tracked {
+                        path.pop();
+                    }
                     completed
                 })
             }

@@ -89,8 +89,7 @@ impl RequestDocument {
             OperationType::Subscription => registry.subscription_type.as_ref(),
         };
         let Some(root) = root else { return };
-        let completion =
-            Completion { registry, fragments: &document.fragments, errors: &response.errors };
+        let completion = Completion::new(registry, &document.fragments, &response.errors);
         let mut data = std::mem::take(&mut response.data);
         completion.complete(&mut data, root, &operation.node.selection_set.node);
         response.data = data;
