@@ -77,7 +77,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
         .with_slots(
             usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
-            config.max_in_flight_per_user.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            Some(per_user_slots(&config)),
             config.queue_timeout,
         )
         .with_body_read_timeout(config.body_read_timeout)
@@ -103,6 +103,19 @@ pub async fn serve(config: Config) -> AppResult<()> {
     };
     http::serve_app(listener, state, limits, shutdown_signal()).await?;
     Ok(())
+}
+
+/// One user's share of the slots: as configured, else a quarter of them and
+/// at most half the pool, so one user's heavy requests leave connections
+/// for everyone else.
+fn per_user_slots(config: &Config) -> usize {
+    let configured =
+        config.max_in_flight_per_user.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    configured.unwrap_or_else(|| {
+        let quarter = usize::try_from(config.max_in_flight / 4).unwrap_or(usize::MAX);
+        let half_pool = usize::try_from(config.db_max_connections / 2).unwrap_or(usize::MAX);
+        quarter.min(half_pool).max(1)
+    })
 }
 
 /// No JWT_SECRET: a random secret for this run, demo data, and a demo token.

@@ -159,53 +159,64 @@ pub(super) fn check(document: &ExecutableDocument, limits: &Limits) -> Result<()
             ),
         );
     };
-    if measured.depth > limits.depth {
-        let message = format!(
-            "Query is nested too deep: {} levels, at most {}",
-            measured.depth, limits.depth
-        );
-        return refuse(codes::QUERY_TOO_DEEP, message);
+    // Messages are built eagerly: a verdict is cached with its document.
+    let (m, l) = (&measured, limits);
+    let checks = [
+        (
+            m.depth > l.depth,
+            codes::QUERY_TOO_DEEP,
+            format!("Query is nested too deep: {} levels, at most {}", m.depth, l.depth),
+        ),
+        (
+            m.depth_any > l.introspection_depth,
+            codes::QUERY_TOO_DEEP,
+            format!(
+                "Introspection is nested too deep: {} levels, at most {}",
+                m.depth_any, l.introspection_depth
+            ),
+        ),
+        (
+            m.fields > l.fields,
+            codes::QUERY_TOO_COMPLEX,
+            format!(
+                "Query is too complex: {} field selections once fragments are expanded, at most {}",
+                m.fields, l.fields
+            ),
+        ),
+        (
+            aliases > l.aliases,
+            codes::TOO_MANY_ALIASES,
+            format!("{aliases} aliases, at most {}", l.aliases),
+        ),
+        (
+            m.top_fields > l.root_fields,
+            codes::QUERY_TOO_COMPLEX,
+            format!(
+                "Query is too complex: {} root fields, at most {}",
+                m.top_fields, l.root_fields
+            ),
+        ),
+        (
+            m.introspection > l.introspections,
+            codes::QUERY_TOO_COMPLEX,
+            format!(
+                "Query is too complex: {} `__schema`/`__type` selections, at most {} per operation",
+                m.introspection, l.introspections
+            ),
+        ),
+        (
+            m.statements > l.statements_per_request,
+            codes::QUERY_TOO_COMPLEX,
+            format!(
+                "Query is too complex: it would run {} SQL statements, at most {}",
+                m.statements, l.statements_per_request
+            ),
+        ),
+    ];
+    match checks.into_iter().find(|(exceeded, ..)| *exceeded) {
+        Some((_, code, message)) => refuse(code, message),
+        None => Ok(()),
     }
-    if measured.depth_any > limits.introspection_depth {
-        let message = format!(
-            "Introspection is nested too deep: {} levels, at most {}",
-            measured.depth_any, limits.introspection_depth
-        );
-        return refuse(codes::QUERY_TOO_DEEP, message);
-    }
-    if measured.fields > limits.fields {
-        let message = format!(
-            "Query is too complex: {} field selections once fragments are expanded, at most {}",
-            measured.fields, limits.fields
-        );
-        return refuse(codes::QUERY_TOO_COMPLEX, message);
-    }
-    if aliases > limits.aliases {
-        let message = format!("{aliases} aliases, at most {}", limits.aliases);
-        return refuse(codes::TOO_MANY_ALIASES, message);
-    }
-    if measured.top_fields > limits.root_fields {
-        let message = format!(
-            "Query is too complex: {} root fields, at most {}",
-            measured.top_fields, limits.root_fields
-        );
-        return refuse(codes::QUERY_TOO_COMPLEX, message);
-    }
-    if measured.introspection > limits.introspections {
-        let message = format!(
-            "Query is too complex: {} `__schema`/`__type` selections, at most {} per operation",
-            measured.introspection, limits.introspections
-        );
-        return refuse(codes::QUERY_TOO_COMPLEX, message);
-    }
-    if measured.statements > limits.statements_per_request {
-        let message = format!(
-            "Query is too complex: it would run {} SQL statements, at most {}",
-            measured.statements, limits.statements_per_request
-        );
-        return refuse(codes::QUERY_TOO_COMPLEX, message);
-    }
-    Ok(())
 }
 
 #[async_graphql::async_trait::async_trait]

@@ -131,7 +131,10 @@ async fn a_blackholed_or_slow_database_fails_fast_and_heals() {
     assert_eq!(lookup(&server, &token, id).await.0, 200);
 
     proxy.set(BLACKHOLE);
-    let lookups = futures_util::future::join_all((0..5).map(|_| lookup(&server, &token, id))).await;
+    // Five users at once (one user's share of slots is smaller than five).
+    let tokens: Vec<String> = (0..5).map(|_| app.token(Uuid::new_v4())).collect();
+    let lookups =
+        futures_util::future::join_all(tokens.iter().map(|t| lookup(&server, t, id))).await;
     for (status, body, took) in lookups {
         assert_eq!(status, 503, "{body}");
         assert_eq!(error_code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");

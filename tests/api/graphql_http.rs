@@ -170,14 +170,7 @@ async fn a_mutation_over_get_is_405_and_changes_nothing(app: &TestApp) {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
     assert_eq!(headers[header::ALLOW], "POST");
     assert_eq!(error_code(&body), Some("METHOD_NOT_ALLOWED"));
-    let check = app
-        .gql(
-            user,
-            "query($id: ID!) { deployment(id: $id) { targetReplicas } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert_eq!(check["data"]["deployment"]["targetReplicas"], 1, "not applied: {check}");
+    assert_eq!(app.target_replicas(user, id).await, 1, "not applied");
 }
 
 #[tokio::test]

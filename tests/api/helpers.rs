@@ -232,6 +232,13 @@ impl TestApp {
         json
     }
 
+    /// The `targetReplicas` `user` sees for deployment `id` (null when not found).
+    pub async fn target_replicas(&self, user: Uuid, id: Uuid) -> Value {
+        let query = "query($id: ID!) { deployment(id: $id) { targetReplicas } }";
+        self.gql(user, query, json!({ "id": id })).await["data"]["deployment"]["targetReplicas"]
+            .clone()
+    }
+
     /// Like `gql`, and also returns the SQL statements it ran.
     pub async fn gql_logged(
         &self,
@@ -371,6 +378,11 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A port of 127.0.0.1 that nothing listens on (for a server process to take).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+}
+
 /// A `deployql serve` process on a free port, killed when dropped.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -385,12 +397,7 @@ impl ServerProcess {
 
     /// Starts a server with extra environment variables (`CORS_ALLOWED_ORIGINS`, ...).
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = free_addr();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
             .arg("serve")
             .env("DATABASE_URL", database_url)
@@ -417,12 +424,7 @@ impl ServerProcess {
     /// demo token it prints.
     pub async fn start_dev(database_url: &str) -> (Self, String) {
         use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = free_addr();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
             .arg("serve")
             .env_remove("JWT_SECRET")

@@ -100,17 +100,7 @@ async fn a_socket_is_closed_when_its_token_expires_and_runs_nothing_after(app: &
         Event::Closed(code) => assert_eq!(code, Some(4403)),
         other => panic!("the expired socket must be closed, got {other:?}"),
     }
-    let check = app
-        .gql(
-            user,
-            "query($id: ID!) { deployment(id: $id) { targetReplicas } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert_eq!(
-        check["data"]["deployment"]["targetReplicas"], 1,
-        "nothing ran after expiry: {check}"
-    );
+    assert_eq!(app.target_replicas(user, id).await, 1, "nothing ran after expiry");
 }
 
 backend_tests!(
