@@ -132,6 +132,8 @@ fn parse_origin(value: &str) -> Result<String, String> {
 /// code cannot disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Lexical tokens of one document, counted before it is parsed.
+    pub tokens: usize,
     /// Deepest nesting of ordinary fields.
     pub depth: usize,
     /// Deepest nesting through `__schema` or `__type`.
@@ -152,6 +154,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            // The standard introspection query has about 300; a full status
+            // page about 60.
+            tokens: 10_000,
             depth: 12,
             // graphql-js 16 and 17's standard introspection queries reach 13
             // and 15; twice a query's bound leaves room for tools that ask a

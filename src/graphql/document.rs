@@ -129,6 +129,11 @@ impl DocumentExtension {
                 checked
             }
             None => {
+                if bounds::too_many_tokens(&request.query, self.limits.tokens) {
+                    let message =
+                        format!("Query is too complex: more than {} tokens", self.limits.tokens);
+                    return Err(coded(ServerError::new(message, None), codes::QUERY_TOO_COMPLEX));
+                }
                 let document = request.parsed_query().map_err(syntax_error)?.clone();
                 let verdict = check(&document, &self.limits);
                 let checked = Arc::new(Checked { document, verdict });

@@ -77,6 +77,12 @@ async fn floods_of_aliases_root_fields_and_introspection_are_refused_before_any_
                 .join(" "),
         ),
     ];
+    // A token flood is refused before the parser sees it.
+    let started = Instant::now();
+    let body = app.gql(user, &format!("{{ {} }}", "__typename ".repeat(20_000)), json!({})).await;
+    assert_eq!(error_code(&body), Some("QUERY_TOO_COMPLEX"), "{}", &body.to_string()[..200]);
+    assert!(body["errors"][0]["message"].as_str().unwrap_or_default().contains("tokens"));
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     for (code, fields) in cases {
         let before = statement_count(&app);
         let started = Instant::now();

@@ -146,6 +146,11 @@ async fn websocket_protocol_abuse_closes_with_the_protocols_codes(app: &TestApp)
 
     let mut ws = WsClient::connect(addr, TRANSPORT_WS).await;
     ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("big", &"x".repeat(2 * 1024 * 1024), json!({})).await;
+    assert_eq!(ws.recv(Duration::from_secs(2)).await, Event::Closed(Some(1009)));
+
+    let mut ws = WsClient::connect(addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
     ws.subscribe("dup", WATCH, json!({ "id": id })).await;
     ws.next_payload(Duration::from_secs(2)).await;
     ws.subscribe("dup", WATCH, json!({ "id": id })).await;
