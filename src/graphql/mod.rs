@@ -179,12 +179,20 @@ impl Executor for SessionExecutor {
 /// replayed by a link or a crawler). A document that does not parse or names
 /// no operation counts as a query: executing it reports the error.
 pub fn is_query(request: &mut Request) -> bool {
+    operation_type(request).is_none_or(|ty| ty == OperationType::Query)
+}
+
+/// Whether `request` runs a subscription (a long-lived stream rather than
+/// one answer).
+pub fn is_subscription(request: &mut Request) -> bool {
+    operation_type(request) == Some(OperationType::Subscription)
+}
+
+/// The type of the operation `request` runs, if its document says.
+fn operation_type(request: &mut Request) -> Option<OperationType> {
     let name = request.operation_name.clone();
-    match request.parsed_query() {
-        Ok(document) => document::operation(document, name.as_deref())
-            .map_or(true, |operation| operation.node.ty == OperationType::Query),
-        Err(_) => true,
-    }
+    let document = request.parsed_query().ok()?;
+    document::operation(document, name.as_deref()).ok().map(|operation| operation.node.ty)
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the

@@ -9,6 +9,7 @@
 use std::{
     collections::HashSet,
     str::FromStr,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -23,13 +24,19 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::{Sink, SinkExt, Stream, StreamExt, stream};
+use futures_util::{Sink, SinkExt, Stream, StreamExt, stream, stream::BoxStream};
 use serde_json::{Value, json};
 
-use super::{AppState, MAX_BODY_BYTES};
+use super::{
+    AppState, MAX_BODY_BYTES,
+    slots::{Refusal, Slots},
+};
+use uuid::Uuid;
+
 use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
     error::{ApiError, codes, echo},
+    graphql::SessionExecutor,
 };
 
 /// How long a client may take to send `connection_init`.
@@ -79,7 +86,12 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     let screened = Box::pin(stream::unfold(screened, |mut screened| async move {
         screened.recv().await.map(|frame| (frame, screened))
     }));
-    let mut messages = GraphQLSocket::new(state.executor(session), screened, protocol);
+    let executor = SlottedExecutor {
+        inner: state.executor(session),
+        slots: state.slots.clone(),
+        user: session.user.0,
+    };
+    let mut messages = GraphQLSocket::new(executor, screened, protocol);
     let mut operations = Operations::default();
     let expiry = tokio::time::sleep(until(session.expires_at));
     let shutdown = going_away.announced();
@@ -127,6 +139,55 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
             () = &mut shutdown => return close(&mut sink, 1001, "Going away").await,
         }
     }
+}
+
+/// Queries and mutations over the socket take a slot like HTTP requests,
+/// so a socket is no way around the in-flight limits; subscriptions, which
+/// wait most of their life, do not (a connection runs at most
+/// [`MAX_OPERATIONS`] of them).
+#[derive(Clone)]
+struct SlottedExecutor {
+    inner: SessionExecutor,
+    slots: Arc<Slots>,
+    user: Uuid,
+}
+
+impl async_graphql::Executor for SlottedExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.inner.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: async_graphql::Request,
+        connection: Option<Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        if crate::graphql::is_subscription(&mut request) {
+            return self.inner.execute_stream(request, connection);
+        }
+        let this = self.clone();
+        stream::once(async move {
+            let _slot = match this.slots.acquire(this.user).await {
+                Ok(slot) => slot,
+                Err(refusal) => return refusal_response(refusal),
+            };
+            this.inner.execute(request).await
+        })
+        .boxed()
+    }
+}
+
+/// A refused operation's answer on the socket, with the HTTP refusal's code.
+fn refusal_response(refusal: Refusal) -> async_graphql::Response {
+    let (code, message) = match refusal {
+        Refusal::UserBusy => {
+            (codes::RATE_LIMITED, "too many of your requests are running at once; retry shortly")
+        }
+        Refusal::Busy => (codes::SERVICE_UNAVAILABLE, "the server is busy; retry shortly"),
+    };
+    let mut error = async_graphql::ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// What the loop does with a client frame.

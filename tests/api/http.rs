@@ -149,3 +149,30 @@ async fn a_full_server_answers_503_with_retry_after_and_recovers() {
     assert_eq!(held.await.expect("held request").0, StatusCode::OK);
     assert_eq!(query_as(&app, uuid::Uuid::new_v4()).await.0, StatusCode::OK, "recovered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_a_websocket_take_slots_like_http() {
+    use crate::ws_client::{TRANSPORT_WS, WsClient};
+    let mut app = TestApp::sqlite().await;
+    app.reconfigure(|state| state.with_slots(4, Some(1), std::time::Duration::from_millis(200)));
+    let user = uuid::Uuid::new_v4();
+    let addr = app.serve().await;
+    let (lock, held) = hold_a_slot(&app, user).await;
+
+    let mut ws = WsClient::connect(addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("q", "{ deployments { totalCount } }", serde_json::json!({})).await;
+    let refused = ws.next_payload(std::time::Duration::from_secs(2)).await;
+    assert_eq!(crate::helpers::error_code(&refused), Some("RATE_LIMITED"), "{refused}");
+    let complete = serde_json::json!({ "id": "q", "type": "complete" });
+    assert_eq!(
+        ws.recv(std::time::Duration::from_secs(2)).await,
+        crate::ws_client::Event::Message(complete)
+    );
+
+    lock.rollback().await.expect("release the lock");
+    assert_eq!(held.await.expect("held request").0, StatusCode::OK);
+    ws.subscribe("again", "{ deployments { totalCount } }", serde_json::json!({})).await;
+    let answered = ws.next_payload(std::time::Duration::from_secs(2)).await;
+    assert_eq!(answered["data"]["deployments"]["totalCount"], 1, "{answered}");
+}
