@@ -9,7 +9,9 @@ pub mod loaders;
 pub mod mutation;
 pub mod node;
 mod prefetch;
+mod refusals;
 pub mod subscription;
+mod tokens;
 pub mod types;
 
 use async_graphql::{
@@ -192,7 +194,7 @@ pub fn is_subscription(request: &mut Request) -> bool {
 fn operation_type(request: &mut Request) -> Option<OperationType> {
     let name = request.operation_name.clone();
     let document = request.parsed_query().ok()?;
-    document::operation(document, name.as_deref()).ok().map(|operation| operation.node.ty)
+    refusals::operation(document, name.as_deref()).ok().map(|operation| operation.node.ty)
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the

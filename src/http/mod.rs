@@ -5,6 +5,7 @@
 mod cors;
 mod graphiql;
 mod graphql;
+mod media;
 mod server;
 mod slots;
 mod ws;

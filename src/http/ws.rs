@@ -7,7 +7,6 @@
 //! `connection_ack`; when the token expires, the socket is closed with 4403.
 
 use std::{
-    collections::HashSet,
     str::FromStr,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -25,8 +24,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::{Sink, SinkExt, Stream, StreamExt, stream, stream::BoxStream};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+mod protocol;
+
+use self::protocol::{Operations, Screened};
 use super::{
     AppState, MAX_BODY_BYTES,
     slots::{Refusal, Slots},
@@ -35,14 +37,12 @@ use uuid::Uuid;
 
 use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
-    error::{ApiError, codes, echo},
+    error::{ApiError, codes},
     graphql::SessionExecutor,
 };
 
 /// How long a client may take to send `connection_init`.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Operations one connection runs at once (subscriptions, mostly).
-const MAX_OPERATIONS: usize = 100;
 
 pub(super) async fn upgrade(
     State(state): State<AppState>,
@@ -144,7 +144,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
 /// Queries and mutations over the socket take a slot like HTTP requests,
 /// so a socket is no way around the in-flight limits; subscriptions, which
 /// wait most of their life, do not (a connection runs at most
-/// [`MAX_OPERATIONS`] of them).
+/// [`protocol::MAX_OPERATIONS`] of them).
 #[derive(Clone)]
 struct SlottedExecutor {
     inner: SessionExecutor,
@@ -188,86 +188,6 @@ fn refusal_response(refusal: Refusal) -> async_graphql::Response {
     let mut error = async_graphql::ServerError::new(message, None);
     error.extensions.get_or_insert_with(Default::default).set("code", code);
     async_graphql::Response::from_errors(vec![error])
-}
-
-/// What the loop does with a client frame.
-#[derive(Debug, PartialEq, Eq)]
-enum Screened {
-    /// Hand it to async-graphql.
-    Forward,
-    /// Answer with this message instead (an operation refused alone).
-    Refuse(String),
-    /// Close the socket, as graphql-transport-ws prescribes.
-    Close(u16, String),
-}
-
-/// The operations a connection runs, tracked by id so the protocol's rules
-/// hold: ids are unique while running, and a connection runs at most
-/// [`MAX_OPERATIONS`] at once.
-#[derive(Debug, Default)]
-struct Operations {
-    running: HashSet<String>,
-}
-
-impl Operations {
-    fn screen(&mut self, frame: &[u8], protocol: WebSocketProtocols) -> Screened {
-        #[derive(serde::Deserialize)]
-        struct Envelope {
-            r#type: String,
-            id: Option<String>,
-        }
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(frame) else {
-            return Screened::Close(
-                4400,
-                "Invalid message: not a JSON object with a `type`".into(),
-            );
-        };
-        let id = envelope.id.unwrap_or_default();
-        match envelope.r#type.as_str() {
-            "subscribe" | "start" if self.running.contains(&id) => {
-                Screened::Close(4409, format!("Subscriber for {} already exists", echo(&id)))
-            }
-            "subscribe" | "start" if self.running.len() >= MAX_OPERATIONS => {
-                let error = json!({
-                    "message": format!("a connection runs at most {MAX_OPERATIONS} operations at once"),
-                    "extensions": { "code": codes::TOO_MANY_OPERATIONS },
-                });
-                let message = match protocol {
-                    WebSocketProtocols::GraphQLWS => {
-                        json!({ "type": "error", "id": id, "payload": [error] })
-                    }
-                    WebSocketProtocols::SubscriptionsTransportWS => {
-                        json!({ "type": "error", "id": id, "payload": error })
-                    }
-                };
-                Screened::Refuse(message.to_string())
-            }
-            "subscribe" | "start" => {
-                self.running.insert(id);
-                Screened::Forward
-            }
-            "complete" | "stop" => {
-                self.running.remove(&id);
-                Screened::Forward
-            }
-            "connection_init" | "ping" | "pong" | "connection_terminate" => Screened::Forward,
-            other => Screened::Close(4400, format!("Unknown message type `{}`", echo(other))),
-        }
-    }
-
-    /// Notes the end of an operation the server completed or failed.
-    fn sent(&mut self, message: &str) {
-        // Only `complete` and `error` end an operation; `next` messages,
-        // the bulk, are not parsed.
-        let ends = message.starts_with(r#"{"type":"complete""#)
-            || message.starts_with(r#"{"type":"error""#);
-        if ends
-            && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(message)
-            && let Some(Value::String(id)) = fields.get("id")
-        {
-            self.running.remove(id);
-        }
-    }
 }
 
 /// Whether a read failed because the frame passed the size limit.
@@ -329,53 +249,4 @@ fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'static st
 async fn close(sink: &mut (impl Sink<Message> + Unpin), code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.into() };
     let _ = sink.send(Message::Close(Some(frame))).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const WS: WebSocketProtocols = WebSocketProtocols::GraphQLWS;
-
-    fn subscribe(id: &str) -> Vec<u8> {
-        json!({ "type": "subscribe", "id": id, "payload": { "query": "{ __typename }" } })
-            .to_string()
-            .into_bytes()
-    }
-
-    #[test]
-    fn unknown_message_types_close_with_4400() {
-        let mut operations = Operations::default();
-        assert!(matches!(operations.screen(br#"{"type":"bogus"}"#, WS), Screened::Close(4400, _)));
-        assert!(matches!(operations.screen(b"[1, 2]", WS), Screened::Close(4400, _)));
-        assert_eq!(operations.screen(br#"{"type":"ping"}"#, WS), Screened::Forward);
-    }
-
-    #[test]
-    fn a_running_id_cannot_be_reused_until_it_completes() {
-        let mut operations = Operations::default();
-        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
-        assert_eq!(
-            operations.screen(&subscribe("1"), WS),
-            Screened::Close(4409, "Subscriber for 1 already exists".into())
-        );
-        operations.sent(r#"{"type":"complete","id":"1"}"#);
-        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
-        assert_eq!(operations.screen(br#"{"type":"complete","id":"1"}"#, WS), Screened::Forward);
-        assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
-    }
-
-    #[test]
-    fn operations_past_the_limit_are_refused_alone() {
-        let mut operations = Operations::default();
-        for n in 0..MAX_OPERATIONS {
-            assert_eq!(operations.screen(&subscribe(&n.to_string()), WS), Screened::Forward);
-        }
-        match operations.screen(&subscribe("one-more"), WS) {
-            Screened::Refuse(message) => {
-                assert!(message.contains("TOO_MANY_OPERATIONS") && message.contains("one-more"));
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
 }

@@ -125,7 +125,7 @@ async fn a_blackholed_or_slow_database_fails_fast_and_heals() {
     let id = app.insert(user, NewDeployment::default()).await;
     let url = app.database_url();
     let proxy = FaultProxy::start(upstream(&url)).await;
-    let env = [("DB_ACQUIRE_TIMEOUT", "1s"), ("DB_STATEMENT_TIMEOUT", "1s")];
+    let env = [("DB_ACQUIRE_TIMEOUT", "1500ms"), ("DB_STATEMENT_TIMEOUT", "1s")];
     let server = ServerProcess::start_with(&through(&url, proxy.addr), &env).await;
     let token = app.token(user);
     assert_eq!(lookup(&server, &token, id).await.0, 200);
