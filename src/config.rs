@@ -149,6 +149,10 @@ pub struct Limits {
     pub introspections: u64,
     /// SQL statements one request (or a batch in total) may run.
     pub statements_per_request: u64,
+    /// async-graphql's cost: list fields cost their page size times their selection.
+    pub complexity: usize,
+    /// Directives on one field.
+    pub directives: usize,
 }
 
 impl Default for Limits {
@@ -169,6 +173,8 @@ impl Default for Limits {
             root_fields: DEFAULT_STATEMENTS_PER_REQUEST,
             introspections: 1,
             statements_per_request: DEFAULT_STATEMENTS_PER_REQUEST,
+            complexity: 10_000,
+            directives: 8,
         }
     }
 }

@@ -24,11 +24,6 @@ use sea_orm::DatabaseConnection;
 
 use crate::{auth::Session, config::Limits, error::ApiError, live::ChangeFeed};
 
-/// Largest query cost accepted; list fields cost their page size times their selection.
-pub const MAX_COMPLEXITY: usize = 10_000;
-/// Most directives accepted on one field.
-pub const MAX_DIRECTIVES: usize = 8;
-
 /// Reads: your deployments, one or a page at a time, and Relay's `node`.
 #[derive(MergedObject, Default, Debug)]
 pub struct Query(deployment::DeploymentQuery, node::NodeQuery);
@@ -54,9 +49,9 @@ pub fn build_schema_with(limits: Limits) -> AppSchema {
     // Depth is bounded by `document`, which measures introspection apart
     // (async-graphql's own limit would refuse every standard tool's query).
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_complexity(MAX_COMPLEXITY)
+        .limit_complexity(limits.complexity)
         .limit_recursive_depth(32)
-        .limit_directives(MAX_DIRECTIVES)
+        .limit_directives(limits.directives)
         .extension(document::Documents::new(limits))
         .finish()
 }

@@ -148,7 +148,9 @@ pub(super) fn validation_error(err: ServerError) -> ServerError {
     }
     // async-graphql's own cost check (list fields cost their page size).
     if err.message == "Query is too complex." {
-        let message = format!("Query is too complex: its cost passes {}", super::MAX_COMPLEXITY);
+        let message = "Query is too complex: its cost passes the limit (list fields cost \
+                       their page size times their selection)"
+            .to_owned();
         return coded(ServerError { message, ..err }, codes::QUERY_TOO_COMPLEX);
     }
     let said = bounded_quotes(err.message.trim_end_matches('.'));
