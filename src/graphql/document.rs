@@ -16,7 +16,7 @@ use std::{
 };
 
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Variables,
+    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
         NextPrepareRequest, NextSubscribe, NextValidation,
@@ -211,6 +211,19 @@ impl Extension for DocumentExtension {
                 }
                 response
             })
+            // A change whose notification arrives after a refetch already
+            // saw it refetches the same state: a subscriber never gets the
+            // same result twice in a row.
+            .scan(None, |last: &mut Option<(Value, Vec<ServerError>)>, response: Response| {
+                let repeated = last.as_ref().is_some_and(|(data, errors)| {
+                    *data == response.data && *errors == response.errors
+                });
+                if !repeated {
+                    *last = Some((response.data.clone(), response.errors.clone()));
+                }
+                std::future::ready(Some((!repeated).then_some(response)))
+            })
+            .filter_map(std::future::ready)
             .boxed()
     }
 }

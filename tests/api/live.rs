@@ -138,3 +138,21 @@ async fn the_legacy_graphql_ws_protocol_works_too() {
     app.gql(user, scale, json!({ "id": id })).await;
     assert_eq!(ws.next_payload(SECOND).await["data"]["deploymentUpdated"]["targetReplicas"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_leaves_the_selection_as_it_was_sends_nothing() {
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { target: 2, ..Default::default() }).await;
+    let mut ws = WsClient::connect(app.serve().await, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+    // Scaling to the same count is a change notice with nothing changed.
+    let same = "mutation($id: ID!) { scaleDeployment(id: $id, targetReplicas: 2) { id } }";
+    app.gql(user, same, json!({ "id": id })).await;
+    assert_eq!(ws.recv(Duration::from_millis(500)).await, Event::Silence);
+    let scale = "mutation($id: ID!) { scaleDeployment(id: $id, targetReplicas: 3) { id } }";
+    app.gql(user, scale, json!({ "id": id })).await;
+    assert_eq!(ws.next_payload(SECOND).await["data"]["deploymentUpdated"]["targetReplicas"], 3);
+}

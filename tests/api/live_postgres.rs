@@ -53,10 +53,15 @@ async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
     let (a, b) = (ServerProcess::start(&url).await, ServerProcess::start(&url).await);
     let user = Uuid::new_v4();
     let id = app.insert(user, NewDeployment { target: 1, ..Default::default() }).await;
+    // Resources and history selected too: a change shows only where selected
+    // (a subscriber never gets the same result twice in a row).
+    let watch_all = "subscription($id: ID!) { deploymentUpdated(id: $id) { id targetReplicas \
+                     health replicas { containerId status } resources { memoryMb } \
+                     statusHistory(limit: 1) { newStatus } } }";
     let token = app.token(user);
     let mut ws = WsClient::connect(b.addr, TRANSPORT_WS).await;
     ws.init_with_token(&token).await;
-    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.subscribe("1", watch_all, json!({ "id": id })).await;
     let first = ws.next_payload(SECOND).await;
     assert_eq!(field(&first, "targetReplicas"), 1, "{first}");
 
@@ -82,7 +87,8 @@ async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
         &format!("UPDATE deployment_resources SET memory_mb = 4096 WHERE deployment_id = '{id}'"),
     )
     .await;
-    ws.next_payload(SECOND).await;
+    let resized = ws.next_payload(SECOND).await;
+    assert_eq!(field(&resized, "resources")["memoryMb"], 4096, "{resized}");
     sql(
         &app,
         &format!(
@@ -92,7 +98,8 @@ async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
         ),
     )
     .await;
-    ws.next_payload(SECOND).await;
+    let recorded = ws.next_payload(SECOND).await;
+    assert_eq!(field(&recorded, "statusHistory")[0]["newStatus"], "FAILED", "{recorded}");
 
     // A deployment nobody watches costs the watching instance no query.
     let unwatched = app.insert(user, NewDeployment::default()).await;
