@@ -77,8 +77,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_statements_per_request: u64,
     /// GraphQL requests of one user executed at once; default a quarter of
-    /// MAX_IN_FLIGHT and at most half the pool, so one user cannot take
-    /// every slot or every connection.
+    /// MAX_IN_FLIGHT and at most a quarter of the pool, so one user cannot
+    /// take every slot or every connection.
     #[arg(long, env, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight_per_user: Option<u64>,
     /// How long a request waits for a slot before a 503 (or a 429 when its
