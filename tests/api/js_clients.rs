@@ -56,6 +56,11 @@ fn run(script: &str, server: &ServerProcess, token: &str) -> String {
     report
 }
 
+/// Runs `script` against `server` off the async runtime (Node blocks).
+async fn drive(script: &'static str, server: ServerProcess, token: String) -> String {
+    tokio::task::spawn_blocking(move || run(script, &server, &token)).await.expect(script)
+}
+
 /// A seeded app and a release-like server process on its database.
 async fn server(app: &TestApp) -> (ServerProcess, String) {
     let user = Uuid::new_v4();
@@ -67,9 +72,7 @@ async fn server(app: &TestApp) -> (ServerProcess, String) {
 async fn graphql_http_audit_finds_no_error_and_no_warning() {
     let app = TestApp::sqlite().await;
     let (server, token) = server(&app).await;
-    let report = tokio::task::spawn_blocking(move || run("audit.mjs", &server, &token))
-        .await
-        .expect("audit");
+    let report = drive("audit.mjs", server, token).await;
     assert!(!report.contains("warn ") && !report.contains("error "), "{report}");
 }
 
@@ -77,41 +80,33 @@ async fn graphql_http_audit_finds_no_error_and_no_warning() {
 async fn graphql_js_16_and_17_introspection_describes_schema_graphql() {
     let app = TestApp::sqlite().await;
     let (server, token) = server(&app).await;
-    tokio::task::spawn_blocking(move || run("introspection.mjs", &server, &token))
-        .await
-        .expect("introspection");
+    drive("introspection.mjs", server, token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_generated_from_the_url_type_checks() {
     let app = TestApp::sqlite().await;
     let (server, token) = server(&app).await;
-    tokio::task::spawn_blocking(move || run("codegen.mjs", &server, &token))
-        .await
-        .expect("codegen");
+    drive("codegen.mjs", server, token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urql_with_default_settings_queries_over_get() {
     let app = TestApp::sqlite().await;
     let (server, token) = server(&app).await;
-    tokio::task::spawn_blocking(move || run("urql.mjs", &server, &token)).await.expect("urql");
+    drive("urql.mjs", server, token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_in_a_browser_shows_the_dev_token_and_the_schema() {
     let app = TestApp::sqlite().await;
     let (server, token) = ServerProcess::start_dev(&app.database_url()).await;
-    tokio::task::spawn_blocking(move || run("graphiql.mjs", &server, &token))
-        .await
-        .expect("graphiql");
+    drive("graphiql.mjs", server, token).await;
 }
 
 async fn graphql_ws_client_runs_every_operation_kind(app: &TestApp) {
     let (server, token) = server(app).await;
-    tokio::task::spawn_blocking(move || run("ws-operations.mjs", &server, &token))
-        .await
-        .expect("graphql-ws");
+    drive("ws-operations.mjs", server, token).await;
 }
 
 backend_tests!(graphql_ws_client_runs_every_operation_kind);
