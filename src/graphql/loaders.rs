@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::{
     error::ApiError,
-    service::{health::ReplicaCounts, related},
+    service::{
+        health::ReplicaCounts,
+        plan::{self, Plan, Prefetched},
+    },
 };
 
 /// Every replica of a deployment.
@@ -53,11 +56,20 @@ pub fn for_request(db: DatabaseConnection) -> Loaders {
         .delay(Duration::ZERO)
 }
 
-fn ids<K: Copy>(keys: &[K], id: impl Fn(K) -> Uuid) -> Vec<Uuid> {
-    let mut ids: Vec<Uuid> = keys.iter().map(|k| id(*k)).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
+impl DeploymentLoader {
+    /// What `plan` asks for of the deployments in `keys`, by id: the
+    /// planner's statement on just these rows.
+    async fn fetch<K: Copy>(
+        &self,
+        keys: &[K],
+        id: impl Fn(K) -> Uuid,
+        plan: Plan,
+    ) -> Result<HashMap<Uuid, Prefetched>, ApiError> {
+        let mut ids: Vec<Uuid> = keys.iter().map(|k| id(*k)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(plan::relations_of(&self.db, &plan, &ids).await?.into_iter().collect())
+    }
 }
 
 impl Loader<ReplicasOf> for DeploymentLoader {
@@ -68,9 +80,13 @@ impl Loader<ReplicasOf> for DeploymentLoader {
         &self,
         keys: &[ReplicasOf],
     ) -> Result<HashMap<ReplicasOf, Self::Value>, ApiError> {
-        let mut rows = related::replicas_of(&self.db, &ids(keys, |k| k.0)).await?;
+        let plan = Plan { replicas: true, ..Plan::default() };
+        let mut found = self.fetch(keys, |k| k.0, plan).await?;
         // Every key gets an entry, so a deployment without replicas is cached too.
-        Ok(keys.iter().map(|k| (*k, rows.remove(&k.0).unwrap_or_default())).collect())
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.replicas).unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -83,8 +99,12 @@ impl Loader<ResourcesOf> for DeploymentLoader {
         &self,
         keys: &[ResourcesOf],
     ) -> Result<HashMap<ResourcesOf, Self::Value>, ApiError> {
-        let mut rows = related::resources_of(&self.db, &ids(keys, |k| k.0)).await?;
-        Ok(keys.iter().map(|k| (*k, rows.remove(&k.0))).collect())
+        let plan = Plan { resources: true, ..Plan::default() };
+        let mut found = self.fetch(keys, |k| k.0, plan).await?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.resources.flatten())))
+            .collect())
     }
 }
 
@@ -93,8 +113,13 @@ impl Loader<CountsOf> for DeploymentLoader {
     type Error = ApiError;
 
     async fn load(&self, keys: &[CountsOf]) -> Result<HashMap<CountsOf, Self::Value>, ApiError> {
-        let rows = related::replica_counts_of(&self.db, &ids(keys, |k| k.0)).await?;
-        Ok(rows.into_iter().map(|(id, c)| (CountsOf(id), c)).collect())
+        let plan = Plan { counts: true, ..Plan::default() };
+        let mut found = self.fetch(keys, |k| k.0, plan).await?;
+        // Deployments without replicas get zero counts rather than no entry.
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.counts).unwrap_or_default()))
+            .collect())
     }
 }
 
@@ -105,11 +130,13 @@ impl Loader<HistoryOf> for DeploymentLoader {
     async fn load(&self, keys: &[HistoryOf]) -> Result<HashMap<HistoryOf, Self::Value>, ApiError> {
         // One statement at the largest limit asked for; smaller limits take a prefix.
         let max = keys.iter().map(|k| k.limit).max().unwrap_or(0);
-        let rows = related::history_of(&self.db, &ids(keys, |k| k.id), max).await?;
+        let plan = Plan { history_limits: vec![max], ..Plan::default() };
+        let found = self.fetch(keys, |k| k.id, plan).await?;
         Ok(keys
             .iter()
             .map(|key| {
-                let mut changes = rows.get(&key.id).cloned().unwrap_or_default();
+                let mut changes =
+                    found.get(&key.id).and_then(|p| p.history.clone()).unwrap_or_default();
                 changes.truncate(usize::try_from(key.limit).unwrap_or(usize::MAX));
                 (*key, changes)
             })

@@ -6,5 +6,5 @@ pub mod health;
 pub mod mutations;
 pub mod pagination;
 pub mod plan;
-pub mod related;
+pub mod relations;
 pub mod validation;
