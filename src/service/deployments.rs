@@ -1,9 +1,11 @@
 //! Reading deployments: one by id, and the filtered, keyset-paginated list.
 
+use std::sync::LazyLock;
+
 use entity::{DeploymentStatus, deployment};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -11,6 +13,7 @@ use super::{
     health::{Health, health_condition},
     pagination::Cursor,
     plan::{Plan, Prefetched},
+    statements::StatementCache,
 };
 use crate::error::ApiResult;
 
@@ -32,16 +35,27 @@ pub async fn find_each(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    let backend = db.get_database_backend();
-    let select = plan.add_columns(live_of(user).filter(deployment::Column::Id.is_in(ids)), backend);
+    let statement = find_each_statement(db.get_database_backend(), user, ids, plan);
     let mut found = Vec::new();
-    for row in db.query_all_raw(select.build(backend)).await? {
+    for row in db.query_all_raw(statement).await? {
         found.push((deployment::Model::from_query_result(&row, "")?, plan.decode(&row)?));
     }
     Ok(found)
+}
+
+/// The statement [`find_each`] runs: the deployment rows with the plan's
+/// relations as JSON columns.
+pub fn find_each_statement(backend: DbBackend, user: Uuid, ids: &[Uuid], plan: &Plan) -> Statement {
+    static SHAPES: LazyLock<StatementCache<(bool, Plan, usize)>> = LazyLock::new(Default::default);
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let shape = (backend == DbBackend::Postgres, plan.clone(), ids.len());
+    let values = std::iter::once(user).chain(ids.iter().copied()).map(Value::from).collect();
+    SHAPES.statement(shape, backend, values, || {
+        plan.add_columns(live_of(user).filter(deployment::Column::Id.is_in(ids)), backend)
+            .build(backend)
+    })
 }
 
 /// Which of a user's deployments the list shows.

@@ -7,4 +7,5 @@ pub mod mutations;
 pub mod pagination;
 pub mod plan;
 pub mod relations;
+pub mod statements;
 pub mod validation;

@@ -24,7 +24,7 @@ use super::{
 use crate::error::ApiResult;
 
 /// What to fetch with each deployment row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Plan {
     /// Replica counts per status (for `health` and `replicaCounts`).
     pub counts: bool,
