@@ -18,7 +18,10 @@ use super::{
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    service::{deployments, health, pagination, plan::Plan},
+    service::{
+        deployments, health, pagination,
+        plan::{self, Plan},
+    },
 };
 
 /// Largest `statusHistory(limit:)`.
@@ -183,6 +186,28 @@ pub(crate) async fn lookup_each(
     // The lookup log reports health, so the counts always come along.
     plan.counts = true;
     Ok(lookup(db, loaders, user, ids, &plan).await)
+}
+
+/// A mutation's answer: the deployment `model` as just written, with what
+/// the payload's selection asks for in one planned statement (none when it
+/// asks only for the row's own fields). `counts` are given when the caller
+/// knows them (a new deployment has no replicas).
+pub(crate) async fn payload(
+    ctx: &Context<'_>,
+    model: deployment::Model,
+    counts: Option<health::ReplicaCounts>,
+) -> Result<Deployment> {
+    let mut plan = prefetch::plan(&[ctx.look_ahead()]);
+    plan.counts &= counts.is_none();
+    let mut counts = counts;
+    if !plan.is_empty() {
+        let db = ctx.data::<DatabaseConnection>()?;
+        let found = plan::relations_of(db, &plan, &[model.id]).await.extend()?;
+        let fed: Vec<_> = found.iter().map(|(id, prefetched)| (*id, prefetched)).collect();
+        prefetch::prime(ctx.data::<Loaders>()?, &plan, &fed).await;
+        counts = counts.or_else(|| found.first().and_then(|(_, prefetched)| prefetched.counts));
+    }
+    Ok(Deployment { model, counts, loaders: None })
 }
 
 /// The first of `found`, or not found.

@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result, ResultExt, SimpleO
 use sea_orm::DatabaseConnection;
 
 use super::{
-    deployment::{Deployment, parse_id},
+    deployment::{self, Deployment, parse_id},
     types::Timestamp,
 };
 use crate::{
@@ -87,7 +87,7 @@ impl DeploymentMutation {
         let model = mutations::create(db, user.0, &input.into()).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(model.id);
         // A new deployment has no replicas yet: no need to count them.
-        Ok(Deployment::with_counts(model, ReplicaCounts::default()))
+        deployment::payload(ctx, model, Some(ReplicaCounts::default())).await
     }
 
     /// Sets how many replicas should run (0 to 100); the same count changes nothing.
@@ -102,7 +102,7 @@ impl DeploymentMutation {
         let uuid = parse_id(&id).extend()?;
         let model = mutations::scale(db, user.0, uuid, target_replicas).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(uuid);
-        Ok(Deployment::new(model))
+        deployment::payload(ctx, model, None).await
     }
 
     /// Deletes a deployment: it stops, its resources are released and its

@@ -44,6 +44,32 @@ async fn first_message_is_the_current_state_and_mutations_update_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscription_message_is_one_statement() {
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { target: 1, history: 2, ..Default::default() }).await;
+    let mut ws = WsClient::connect(app.serve().await, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    let before = app.statements.lock().expect("log").len();
+    let watch = "subscription($id: ID!) { deploymentUpdated(id: $id) { id health
+        replicas { status } resources { cpuCores } statusHistory { newStatus } } }";
+    ws.subscribe("1", watch, json!({ "id": id })).await;
+    let first = ws.next_payload(SECOND).await;
+    assert!(first["errors"].is_null(), "{first}");
+    let statements = app.statements.lock().expect("log")[before..].to_vec();
+    assert_eq!(statements.len(), 1, "the first message: {statements:#?}");
+
+    let scale = "mutation($id: ID!) { scaleDeployment(id: $id, targetReplicas: 2) { id } }";
+    app.gql(user, scale, json!({ "id": id })).await;
+    let before = app.statements.lock().expect("log").len();
+    let update = ws.next_payload(SECOND).await;
+    assert_eq!(update["data"]["deploymentUpdated"]["health"], "DEGRADED", "{update}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let statements = app.statements.lock().expect("log")[before..].to_vec();
+    assert_eq!(statements.len(), 1, "one refetch per change: {statements:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_deployment_ends_the_subscription_with_not_found() {
     let app = TestApp::sqlite().await;
     let user = Uuid::new_v4();

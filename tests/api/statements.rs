@@ -79,7 +79,59 @@ async fn unselected_fields_are_not_fetched(app: &TestApp) {
     assert_eq!(statements.len(), 2, "{statements:#?}");
 }
 
+const RICH_PAYLOAD: &str = "id health replicaCounts { total } resources { cpuCores }
+    replicas { id } statusHistory(limit: 5) { newStatus }";
+
+/// How many of `statements` are planned reads (the JSON columns are named `plan_*`).
+fn planned(statements: &[String]) -> usize {
+    statements.iter().filter(|sql| sql.contains("plan_")).count()
+}
+
+async fn a_mutation_payload_reads_its_relations_in_one_statement(app: &TestApp) {
+    let user = Uuid::new_v4();
+    let create = |selection: &str| {
+        format!(
+            r#"mutation($name: String!) {{ createDeployment(input: {{ name: $name, targetReplicas: 2,
+            resources: {{ cpuCores: 1, memoryMb: 512, storageGb: 1 }} }}) {{ {selection} }} }}"#
+        )
+    };
+    let (body, plain) =
+        app.gql_logged(user, &create("id health"), json!({ "name": "plain" })).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(planned(&plain), 0, "a new deployment's counts are known: {plain:#?}");
+    let (body, rich) = app.gql_logged(user, &create(RICH_PAYLOAD), json!({ "name": "rich" })).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(body["data"]["createDeployment"]["statusHistory"][0]["newStatus"], "PENDING");
+    assert_eq!(body["data"]["createDeployment"]["resources"]["cpuCores"], 1.0);
+    // The writes, then one planned read for every selected relation.
+    assert_eq!(rich.len(), plain.len() + 1, "{rich:#?}");
+    assert_eq!(planned(&rich), 1, "{rich:#?}");
+
+    let id =
+        app.insert(user, NewDeployment { replicas: vec![Running], ..Default::default() }).await;
+    let scale = format!(
+        "mutation($id: ID!) {{ scaleDeployment(id: $id, targetReplicas: 3) {{ {RICH_PAYLOAD} }} }}"
+    );
+    let (body, statements) = app.gql_logged(user, &scale, json!({ "id": id })).await;
+    assert_eq!(body["data"]["scaleDeployment"]["health"], "DEGRADED", "{body}");
+    assert_eq!(body["data"]["scaleDeployment"]["replicas"].as_array().map(Vec::len), Some(1));
+    assert_eq!(planned(&statements), 1, "{statements:#?}");
+}
+
+async fn node_reads_in_one_statement(app: &TestApp) {
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { history: 3, ..Default::default() }).await;
+    let query =
+        format!("query($id: ID!) {{ node(id: $id) {{ ... on Deployment {{ {RICH_PAYLOAD} }} }} }}");
+    let (body, statements) = app.gql_logged(user, &query, json!({ "id": id })).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(body["data"]["node"]["statusHistory"].as_array().map(Vec::len), Some(3));
+    assert_eq!(statements.len(), 1, "{statements:#?}");
+}
+
 backend_tests!(
+    a_mutation_payload_reads_its_relations_in_one_statement,
+    node_reads_in_one_statement,
     status_lookup_runs_one_statement,
     list_runs_a_constant_number_of_statements_whatever_the_page_size,
     health_alone_aggregates_without_loading_replica_rows,
