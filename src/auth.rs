@@ -13,25 +13,16 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{config::JwtSecret, error::ApiError};
+pub use crate::error::TokenRefusal;
+use crate::{config::JwtSecret, error::ApiError, ids::UserId};
 
 /// Clock skew tolerated on `exp` and `nbf` unless configured otherwise.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
-/// The authenticated user of a request; every query is scoped to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthUser(pub Uuid);
-
-impl fmt::Display for AuthUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A verified token: whose it is and until when it is honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
-    pub user: AuthUser,
+    pub user: UserId,
     /// `exp` plus the leeway: past it, nothing this token carries may run.
     pub expires_at: SystemTime,
 }
@@ -39,30 +30,6 @@ pub struct Session {
 impl Session {
     pub fn is_expired(&self) -> bool {
         SystemTime::now() >= self.expires_at
-    }
-}
-
-/// Why a token was refused: `extensions.reason` next to `UNAUTHENTICATED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenRefusal {
-    /// No token at all.
-    Missing,
-    /// Not `Bearer <token>`, or the token is not a JWT.
-    Malformed,
-    /// Past `exp` plus the leeway.
-    Expired,
-    /// A JWT, but not one of ours: signature, algorithm or claims.
-    Invalid,
-}
-
-impl TokenRefusal {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Missing => "MISSING",
-            Self::Malformed => "MALFORMED",
-            Self::Expired => "EXPIRED",
-            Self::Invalid => "INVALID",
-        }
     }
 }
 
@@ -126,7 +93,7 @@ impl JwtKeys {
     }
 
     /// Verifies a raw token and returns its user.
-    pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
         self.verify_session(token).map(|session| session.user)
     }
 
@@ -134,7 +101,7 @@ impl JwtKeys {
     pub fn verify_session(&self, token: &str) -> Result<Session, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|err| refusal_of(token, err.kind()))?;
-        let user = Uuid::parse_str(&data.claims.sub).map(AuthUser).map_err(|_| {
+        let user = Uuid::parse_str(&data.claims.sub).map(UserId).map_err(|_| {
             refused(TokenRefusal::Invalid, "the bearer token's `sub` is not a user id (a UUID)")
         })?;
         let expires_at =
@@ -255,7 +222,7 @@ mod tests {
     fn minted_token_verifies_as_its_user() -> TestResult {
         let (user, keys) = (Uuid::new_v4(), keys("0123456789abcdef0123456789abcdef")?);
         let token = keys.mint(user, Duration::from_secs(60))?;
-        assert_eq!(keys.verify(&token)?, AuthUser(user));
+        assert_eq!(keys.verify(&token)?, UserId(user));
         Ok(())
     }
 

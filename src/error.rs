@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use async_graphql::ErrorExtensions;
+use migration::UniqueIndex;
 use sea_orm::{DbErr, SqlErr};
-
-use crate::auth::TokenRefusal;
 
 /// Every `extensions.code` the API sends besides the variants' own: clients
 /// switch on these strings, so each is spelled once, here.
@@ -52,6 +51,30 @@ pub mod codes {
         TOO_MANY_ALIASES,
         OPERATION_RESOLUTION_FAILURE,
     ];
+}
+
+/// Why a token was refused: `extensions.reason` next to `UNAUTHENTICATED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No token at all.
+    Missing,
+    /// Not `Bearer <token>`, or the token is not a JWT.
+    Malformed,
+    /// Past `exp` plus the leeway.
+    Expired,
+    /// A JWT, but not one of ours: signature, algorithm or claims.
+    Invalid,
+}
+
+impl TokenRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "MISSING",
+            Self::Malformed => "MALFORMED",
+            Self::Expired => "EXPIRED",
+            Self::Invalid => "INVALID",
+        }
+    }
 }
 
 /// Every failure a resolver or service can report. Each variant documents the
@@ -165,16 +188,26 @@ impl ErrorExtensions for ApiError {
     }
 }
 
-/// Maps a database error to `Conflict` when it is a unique-constraint
-/// violation, keeping every other error internal.
+/// Maps a database error to `Conflict` when it violates the unique index
+/// named, keeping every other error (another index's included) internal.
 pub trait OnConstraint<T> {
-    fn on_unique_violation(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError>;
+    fn on_unique_violation(
+        self,
+        index: &UniqueIndex,
+        conflict: impl FnOnce() -> ApiError,
+    ) -> Result<T, ApiError>;
 }
 
 impl<T> OnConstraint<T> for Result<T, DbErr> {
-    fn on_unique_violation(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
+    fn on_unique_violation(
+        self,
+        index: &UniqueIndex,
+        conflict: impl FnOnce() -> ApiError,
+    ) -> Result<T, ApiError> {
         self.map_err(|err| match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => conflict(),
+            Some(SqlErr::UniqueConstraintViolation(message)) if index.is_named_in(&message) => {
+                conflict()
+            }
             _ => err.into(),
         })
     }

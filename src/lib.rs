@@ -8,5 +8,6 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod ids;
 pub mod live;
 pub mod service;

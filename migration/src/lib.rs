@@ -7,6 +7,36 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// A unique index, named so that a violation can be told from others.
+#[derive(Debug)]
+pub struct UniqueIndex {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+impl UniqueIndex {
+    /// Whether a unique-violation message is this index's: Postgres names
+    /// the index, SQLite lists its columns as `table.column, ...`.
+    pub fn is_named_in(&self, message: &str) -> bool {
+        let columns = (self.columns.iter())
+            .map(|column| format!("{}.{column}", self.table))
+            .collect::<Vec<_>>()
+            .join(", ");
+        message.contains(&format!("\"{}\"", self.name)) || message.ends_with(&columns)
+    }
+}
+
+/// A user's live deployments have distinct names (migration 2).
+pub const LIVE_NAME_PER_USER: UniqueIndex = UniqueIndex {
+    name: "deployments_live_name_per_user",
+    table: "deployments",
+    columns: &["user_id", "name"],
+};
+
+/// The channel the change triggers notify with a deployment's id (migration 3).
+pub const CHANGE_CHANNEL: &str = "deployql_deployment_changed";
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
@@ -22,5 +52,23 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_unique_live_deployment_name::Migration),
             Box::new(m20261126_000003_notify_deployment_changes::Migration),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_violation_is_matched_to_its_own_index_only() {
+        let postgres =
+            r#"duplicate key value violates unique constraint "deployments_live_name_per_user""#;
+        let sqlite = "UNIQUE constraint failed: deployments.user_id, deployments.name";
+        assert!(LIVE_NAME_PER_USER.is_named_in(postgres));
+        assert!(LIVE_NAME_PER_USER.is_named_in(sqlite));
+        let other_pg = r#"duplicate key value violates unique constraint "deployments_pkey""#;
+        let other_sqlite = "UNIQUE constraint failed: deployments.id";
+        assert!(!LIVE_NAME_PER_USER.is_named_in(other_pg));
+        assert!(!LIVE_NAME_PER_USER.is_named_in(other_sqlite));
     }
 }

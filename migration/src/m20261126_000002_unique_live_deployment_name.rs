@@ -6,34 +6,29 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
 
+use crate::LIVE_NAME_PER_USER as INDEX;
+
 #[derive(DeriveIden)]
 enum Deployments {
     Table,
-    UserId,
-    Name,
     DeletedAt,
 }
-
-const INDEX: &str = "deployments_live_name_per_user";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(INDEX)
-                    .table(Deployments::Table)
-                    .col(Deployments::UserId)
-                    .col(Deployments::Name)
-                    .unique()
-                    .and_where(Expr::col(Deployments::DeletedAt).is_null())
-                    .to_owned(),
-            )
-            .await
+        let mut index = Index::create();
+        index.name(INDEX.name).table(Deployments::Table).unique();
+        for column in INDEX.columns {
+            index.col(Alias::new(*column));
+        }
+        index.and_where(Expr::col(Deployments::DeletedAt).is_null());
+        manager.create_index(index).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_index(Index::drop().name(INDEX).table(Deployments::Table).to_owned()).await
+        manager
+            .drop_index(Index::drop().name(INDEX.name).table(Deployments::Table).to_owned())
+            .await
     }
 }

@@ -11,6 +11,7 @@ pub(crate) struct Migration;
 const TABLES: [&str; 4] =
     ["deployments", "deployment_replicas", "deployment_resources", "deployment_status_history"];
 
+/// The trigger function; `{channel}` is [`crate::CHANGE_CHANNEL`].
 const FUNCTION: &str = r"
 CREATE OR REPLACE FUNCTION deployql_notify_deployment_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -24,7 +25,7 @@ BEGIN
     ELSE
         deployment := changed.deployment_id;
     END IF;
-    PERFORM pg_notify('deployql_deployment_changed', deployment::text);
+    PERFORM pg_notify('{channel}', deployment::text);
     RETURN NULL;
 END $$";
 
@@ -35,7 +36,7 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        db.execute_unprepared(FUNCTION).await?;
+        db.execute_unprepared(&FUNCTION.replace("{channel}", crate::CHANGE_CHANNEL)).await?;
         for table in TABLES {
             db.execute_unprepared(&format!(
                 "CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE ON {table} \

@@ -21,6 +21,7 @@ use deployql::{
     auth::JwtKeys,
     config::JwtSecret,
     db,
+    ids::DeploymentId,
     service::{deployments, plan::Plan},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -74,8 +75,8 @@ async fn status(State(floor): State<Floor>, headers: HeaderMap, body: String) ->
     let backend = floor.db.get_database_backend();
     let planned = deployments::find_each_statement(
         backend,
-        session.user.0,
-        &[body.variables.id],
+        session.user,
+        &[DeploymentId(body.variables.id)],
         &status_plan(),
     );
     let statement = Statement::from_sql_and_values(

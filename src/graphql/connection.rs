@@ -1,12 +1,20 @@
 //! The Relay-style `DeploymentConnection` of the list page.
 
-use async_graphql::{Context, Object, ResultExt, SimpleObject};
+use async_graphql::{Context, Object, Result, ResultExt, SimpleObject};
 use sea_orm::DatabaseConnection;
 
-use super::deployment::Deployment;
-use crate::service::{
-    deployments::{self, ListFilter, Page},
-    pagination::Cursor,
+use super::{
+    deployment::Deployment,
+    loaders::Loaders,
+    prefetch,
+    types::{DeploymentStatus, Health},
+};
+use crate::{
+    ids::UserId,
+    service::{
+        deployments::{self, ListFilter, Page},
+        pagination::{self, Cursor},
+    },
 };
 
 /// A page of deployments.
@@ -92,5 +100,41 @@ impl DeploymentConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         let db = ctx.data::<DatabaseConnection>()?;
         deployments::count(db, &self.filter).await.extend()
+    }
+}
+
+/// The list of deployments.
+#[derive(Debug, Default)]
+pub struct ListQuery;
+
+#[Object]
+impl ListQuery {
+    /// Your deployments, newest first, `first` (1 to 100) at a time.
+    #[graphql(complexity = "10 + pagination::page_cost(first) * child_complexity")]
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size, 1 to 100 (null means 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last row of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only deployments in this status.")] status: Option<DeploymentStatus>,
+        #[graphql(desc = "Only deployments with this health.")] health: Option<Health>,
+    ) -> Result<DeploymentConnection> {
+        let user = *ctx.data::<UserId>()?;
+        let db = ctx.data::<DatabaseConnection>()?;
+        let first =
+            pagination::page_size(first.unwrap_or(pagination::DEFAULT_PAGE_SIZE)).extend()?;
+        let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;
+        let filter = deployments::ListFilter {
+            user,
+            status: status.map(Into::into),
+            health: health.map(Into::into),
+        };
+        let selection = ctx.look_ahead();
+        let plan =
+            prefetch::plan(&[selection.field("nodes"), selection.field("edges").field("node")]);
+        let page = deployments::list_page(db, &filter, first, after, &plan).await.extend()?;
+        let rows: Vec<_> = page.rows.iter().map(|(row, prefetched)| (row.id, prefetched)).collect();
+        prefetch::prime(ctx.data::<Loaders>()?, &plan, &rows).await;
+        Ok(DeploymentConnection::new(page, filter, after.is_some()))
     }
 }

@@ -7,7 +7,6 @@ use entity::deployment;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    connection::DeploymentConnection,
     loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
     null_on_error, prefetch,
     types::{
@@ -16,10 +15,10 @@ use super::{
     },
 };
 use crate::{
-    auth::AuthUser,
     error::ApiError,
+    ids::{DeploymentId, UserId},
     service::{
-        deployments, health, pagination,
+        deployments, health,
         plan::{self, Plan},
     },
 };
@@ -155,15 +154,15 @@ impl Deployment {
 }
 
 /// A deployment id as a UUID; a malformed one is simply not found.
-pub fn parse_id(id: &ID) -> Result<uuid::Uuid, ApiError> {
-    id.parse().map_err(|_| ApiError::not_found(id))
+pub fn parse_id(id: &ID) -> Result<DeploymentId, ApiError> {
+    id.parse().map(DeploymentId).map_err(|_| ApiError::not_found(id))
 }
 
 /// The current state of a live deployment of `user` with fresh loaders of
 /// its own, for a subscription message.
 pub(crate) async fn fetch_fresh(
     db: &DatabaseConnection,
-    user: AuthUser,
+    user: UserId,
     id: &ID,
     plan: &Plan,
 ) -> Result<Deployment, ApiError> {
@@ -179,7 +178,7 @@ pub(crate) async fn lookup_each(
     ctx: &Context<'_>,
     ids: &[ID],
 ) -> Result<Result<Vec<Result<Deployment, ApiError>>, ApiError>> {
-    let user = *ctx.data::<AuthUser>()?;
+    let user = *ctx.data::<UserId>()?;
     let db = ctx.data::<DatabaseConnection>()?;
     let loaders = ctx.data::<Loaders>()?;
     let mut plan = prefetch::plan(&[ctx.look_ahead()]);
@@ -202,7 +201,7 @@ pub(crate) async fn payload(
     let mut counts = counts;
     if !plan.is_empty() {
         let db = ctx.data::<DatabaseConnection>()?;
-        let found = plan::relations_of(db, &plan, &[model.id]).await.extend()?;
+        let found = plan::relations_of(db, &plan, &[DeploymentId(model.id)]).await.extend()?;
         let fed: Vec<_> = found.iter().map(|(id, prefetched)| (*id, prefetched)).collect();
         prefetch::prime(ctx.data::<Loaders>()?, &plan, &fed).await;
         counts = counts.or_else(|| found.first().and_then(|(_, prefetched)| prefetched.counts));
@@ -225,13 +224,13 @@ pub(crate) fn one(
 async fn lookup(
     db: &DatabaseConnection,
     loaders: &Loaders,
-    user: AuthUser,
+    user: UserId,
     ids: &[ID],
     plan: &Plan,
 ) -> Result<Vec<Result<Deployment, ApiError>>, ApiError> {
-    let uuids: Vec<Option<uuid::Uuid>> = ids.iter().map(|id| parse_id(id).ok()).collect();
-    let wanted: Vec<uuid::Uuid> = uuids.iter().flatten().copied().collect();
-    let rows = deployments::find_each(db, user.0, &wanted, plan).await?;
+    let parsed: Vec<Option<DeploymentId>> = ids.iter().map(|id| parse_id(id).ok()).collect();
+    let wanted: Vec<DeploymentId> = parsed.iter().flatten().copied().collect();
+    let rows = deployments::find_each(db, user, &wanted, plan).await?;
     let fed: Vec<_> = rows.iter().map(|(model, prefetched)| (model.id, prefetched)).collect();
     prefetch::prime(loaders, plan, &fed).await;
     let found: HashMap<uuid::Uuid, Deployment> = rows
@@ -252,9 +251,11 @@ async fn lookup(
         .collect();
     Ok(ids
         .iter()
-        .zip(uuids)
-        .map(|(id, uuid)| {
-            uuid.and_then(|uuid| found.get(&uuid).cloned()).ok_or_else(|| ApiError::not_found(id))
+        .zip(parsed)
+        .map(|(id, parsed)| {
+            parsed
+                .and_then(|parsed| found.get(&parsed.0).cloned())
+                .ok_or_else(|| ApiError::not_found(id))
         })
         .collect())
 }
@@ -275,34 +276,5 @@ impl DeploymentQuery {
     ) -> Result<Option<Deployment>> {
         let found = lookup_each(ctx, std::slice::from_ref(&id)).await?;
         Ok(null_on_error(ctx, found.and_then(|found| one(found, &id)).map(Some)))
-    }
-
-    /// Your deployments, newest first, `first` (1 to 100) at a time.
-    #[graphql(complexity = "10 + pagination::page_cost(first) * child_complexity")]
-    async fn deployments(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "Page size, 1 to 100 (null means 20).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last row of the previous page.")] after: Option<String>,
-        #[graphql(desc = "Only deployments in this status.")] status: Option<DeploymentStatus>,
-        #[graphql(desc = "Only deployments with this health.")] health: Option<Health>,
-    ) -> Result<DeploymentConnection> {
-        let user = *ctx.data::<AuthUser>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
-        let first =
-            pagination::page_size(first.unwrap_or(pagination::DEFAULT_PAGE_SIZE)).extend()?;
-        let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;
-        let filter = deployments::ListFilter {
-            user: user.0,
-            status: status.map(Into::into),
-            health: health.map(Into::into),
-        };
-        let selection = ctx.look_ahead();
-        let plan =
-            prefetch::plan(&[selection.field("nodes"), selection.field("edges").field("node")]);
-        let page = deployments::list_page(db, &filter, first, after, &plan).await.extend()?;
-        let rows: Vec<_> = page.rows.iter().map(|(row, prefetched)| (row.id, prefetched)).collect();
-        prefetch::prime(ctx.data::<Loaders>()?, &plan, &rows).await;
-        Ok(DeploymentConnection::new(page, filter, after.is_some()))
     }
 }

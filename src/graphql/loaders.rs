@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     error::ApiError,
+    ids::DeploymentId,
     service::{
         health::ReplicaCounts,
         plan::{self, Plan, Prefetched},
@@ -65,7 +66,7 @@ impl DeploymentLoader {
         id: impl Fn(K) -> Uuid,
         plan: Plan,
     ) -> Result<HashMap<Uuid, Prefetched>, ApiError> {
-        let mut ids: Vec<Uuid> = keys.iter().map(|k| id(*k)).collect();
+        let mut ids: Vec<DeploymentId> = keys.iter().map(|k| DeploymentId(id(*k))).collect();
         ids.sort_unstable();
         ids.dedup();
         Ok(plan::relations_of(&self.db, &plan, &ids).await?.into_iter().collect())

@@ -26,7 +26,7 @@ use crate::{auth::Session, config::Limits, error::ApiError, live::ChangeFeed};
 
 /// Reads: your deployments, one or a page at a time, and Relay's `node`.
 #[derive(MergedObject, Default, Debug)]
-pub struct Query(deployment::DeploymentQuery, node::NodeQuery);
+pub struct Query(deployment::DeploymentQuery, connection::ListQuery, node::NodeQuery);
 
 /// Changes to your deployments.
 #[derive(MergedObject, Default, Debug)]

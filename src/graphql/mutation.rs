@@ -9,7 +9,7 @@ use super::{
     types::Timestamp,
 };
 use crate::{
-    auth::AuthUser,
+    ids::UserId,
     live::ChangeFeed,
     service::{
         health::ReplicaCounts,
@@ -82,9 +82,9 @@ impl DeploymentMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The deployment to create.")] input: CreateDeploymentInput,
     ) -> Result<Deployment> {
-        let user = ctx.data::<AuthUser>()?;
+        let user = ctx.data::<UserId>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        let model = mutations::create(db, user.0, &input.into()).await.extend()?;
+        let model = mutations::create(db, *user, &input.into()).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(model.id);
         // A new deployment has no replicas yet: no need to count them.
         deployment::payload(ctx, model, Some(ReplicaCounts::default())).await
@@ -97,11 +97,11 @@ impl DeploymentMutation {
         #[graphql(desc = "The deployment to scale.")] id: ID,
         #[graphql(desc = "The new target, 0 to 100.")] target_replicas: i32,
     ) -> Result<Deployment> {
-        let user = ctx.data::<AuthUser>()?;
+        let user = ctx.data::<UserId>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        let uuid = parse_id(&id).extend()?;
-        let model = mutations::scale(db, user.0, uuid, target_replicas).await.extend()?;
-        ctx.data::<ChangeFeed>()?.mutated(uuid);
+        let deployment = parse_id(&id).extend()?;
+        let model = mutations::scale(db, *user, deployment, target_replicas).await.extend()?;
+        ctx.data::<ChangeFeed>()?.mutated(deployment.0);
         deployment::payload(ctx, model, None).await
     }
 
@@ -112,11 +112,11 @@ impl DeploymentMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The deployment to delete.")] id: ID,
     ) -> Result<DeletedDeployment> {
-        let user = ctx.data::<AuthUser>()?;
+        let user = ctx.data::<UserId>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        let uuid = parse_id(&id).extend()?;
-        let deleted_at = mutations::delete(db, user.0, uuid).await.extend()?;
-        ctx.data::<ChangeFeed>()?.mutated(uuid);
+        let deployment = parse_id(&id).extend()?;
+        let deleted_at = mutations::delete(db, *user, deployment).await.extend()?;
+        ctx.data::<ChangeFeed>()?.mutated(deployment.0);
         Ok(DeletedDeployment { id, deleted_at: Timestamp(deleted_at) })
     }
 }

@@ -8,7 +8,7 @@ use super::{
     deployment::{Deployment, fetch_fresh, parse_id},
     prefetch,
 };
-use crate::{auth::AuthUser, error::ApiError, live};
+use crate::{error::ApiError, ids::UserId, live};
 
 /// Live updates of your deployments.
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ impl DeploymentSubscription {
         ctx: &Context<'_>,
         #[graphql(desc = "The deployment to watch.")] id: ID,
     ) -> Result<impl Stream<Item = Result<Deployment>> + use<>> {
-        let user = *ctx.data::<AuthUser>()?;
+        let user = *ctx.data::<UserId>()?;
         let db = ctx.data::<DatabaseConnection>()?.clone();
         let feed = ctx.data::<live::ChangeFeed>()?;
         let mut plan = prefetch::plan(&[ctx.look_ahead()]);
@@ -36,7 +36,7 @@ impl DeploymentSubscription {
         // Subscribe before reading, so no change between the two is missed.
         let changes = feed.subscribe();
         let first = fetch_fresh(&db, user, &id, &plan).await.extend()?;
-        let updates = live::watch::updates(uuid, first, changes, move || {
+        let updates = live::watch::updates(uuid.0, first, changes, move || {
             let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
             async move { fetch_fresh(&db, user, &id, &plan).await }
         });

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Change, ChangeFeed};
 
 /// The channel the migration's triggers notify.
-pub const CHANNEL: &str = "deployql_deployment_changed";
+pub const CHANNEL: &str = migration::CHANGE_CHANNEL;
 /// How the listener's connection shows in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "deployql-listener";
 

@@ -7,7 +7,6 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement, Value,
 };
-use uuid::Uuid;
 
 use super::{
     health::{Health, health_condition},
@@ -15,10 +14,13 @@ use super::{
     plan::{Plan, Prefetched},
     statements::StatementCache,
 };
-use crate::error::ApiResult;
+use crate::{
+    error::ApiResult,
+    ids::{DeploymentId, UserId},
+};
 
 /// A user's live (not deleted) deployments.
-fn live_of(user: Uuid) -> Select<deployment::Entity> {
+fn live_of(user: UserId) -> Select<deployment::Entity> {
     deployment::Entity::find()
         .filter(deployment::Column::UserId.eq(user))
         .filter(deployment::Column::DeletedAt.is_null())
@@ -28,8 +30,8 @@ fn live_of(user: Uuid) -> Select<deployment::Entity> {
 /// asks for, in one statement (none for no ids), in no particular order.
 pub async fn find_each(
     db: &impl ConnectionTrait,
-    user: Uuid,
-    ids: &[Uuid],
+    user: UserId,
+    ids: &[DeploymentId],
     plan: &Plan,
 ) -> ApiResult<Vec<(deployment::Model, Prefetched)>> {
     if ids.is_empty() {
@@ -45,13 +47,19 @@ pub async fn find_each(
 
 /// The statement [`find_each`] runs: the deployment rows with the plan's
 /// relations as JSON columns.
-pub fn find_each_statement(backend: DbBackend, user: Uuid, ids: &[Uuid], plan: &Plan) -> Statement {
+pub fn find_each_statement(
+    backend: DbBackend,
+    user: UserId,
+    ids: &[DeploymentId],
+    plan: &Plan,
+) -> Statement {
     static SHAPES: LazyLock<StatementCache<(bool, Plan, usize)>> = LazyLock::new(Default::default);
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
     let shape = (backend == DbBackend::Postgres, plan.clone(), ids.len());
-    let values = std::iter::once(user).chain(ids.iter().copied()).map(Value::from).collect();
+    let values =
+        std::iter::once(Value::from(user)).chain(ids.iter().map(|&id| id.into())).collect();
     SHAPES.statement(shape, backend, values, || {
         plan.add_columns(live_of(user).filter(deployment::Column::Id.is_in(ids)), backend)
             .build(backend)
@@ -61,7 +69,7 @@ pub fn find_each_statement(backend: DbBackend, user: Uuid, ids: &[Uuid], plan: &
 /// Which of a user's deployments the list shows.
 #[derive(Debug, Clone, Copy)]
 pub struct ListFilter {
-    pub user: Uuid,
+    pub user: UserId,
     pub status: Option<DeploymentStatus>,
     pub health: Option<Health>,
 }

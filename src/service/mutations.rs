@@ -14,7 +14,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::validation::{self, NewDeployment};
-use crate::error::{ApiError, ApiResult, OnConstraint};
+use crate::{
+    error::{ApiError, ApiResult, OnConstraint},
+    ids::{DeploymentId, UserId},
+};
 
 pub const CREATED_REASON: &str = "Deployment created";
 pub const DELETED_REASON: &str = "Deployment deleted";
@@ -40,10 +43,10 @@ async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbE
 /// (Postgres; SQLite's transaction already holds the write lock).
 async fn lock_live(
     txn: &DatabaseTransaction,
-    user: Uuid,
-    id: Uuid,
+    user: UserId,
+    id: DeploymentId,
 ) -> ApiResult<deployment::Model> {
-    deployment::Entity::find_by_id(id)
+    deployment::Entity::find_by_id(id.0)
         .filter(deployment::Column::UserId.eq(user))
         .filter(deployment::Column::DeletedAt.is_null())
         .lock_exclusive()
@@ -72,14 +75,14 @@ fn history_row(
 /// Creates a `PENDING` deployment of `user` with its resources and first history row.
 pub async fn create(
     db: &DatabaseConnection,
-    user: Uuid,
+    user: UserId,
     new: &NewDeployment,
 ) -> ApiResult<deployment::Model> {
     new.validate()?;
     let at = now();
     let model = deployment::Model {
         id: Uuid::new_v4(),
-        user_id: user,
+        user_id: user.0,
         name: new.name.clone(),
         status: DeploymentStatus::Pending,
         target_replicas: new.target_replicas,
@@ -91,7 +94,7 @@ pub async fn create(
     deployment::Entity::insert(deployment::ActiveModel::from(model.clone()))
         .exec_without_returning(&txn)
         .await
-        .on_unique_violation(|| {
+        .on_unique_violation(&migration::LIVE_NAME_PER_USER, || {
             ApiError::Conflict(format!(
                 "`name`: you already have a deployment named {:?}",
                 new.name
@@ -121,8 +124,8 @@ pub async fn create(
 /// Sets the target replica count; scaling to the current count changes nothing.
 pub async fn scale(
     db: &DatabaseConnection,
-    user: Uuid,
-    id: Uuid,
+    user: UserId,
+    id: DeploymentId,
     target_replicas: i32,
 ) -> ApiResult<deployment::Model> {
     validation::validate_target_replicas(target_replicas)?;
@@ -153,7 +156,11 @@ pub async fn scale(
 
 /// Soft-deletes: marks the row deleted and `STOPPED` with a history row,
 /// removes its resources and sets every replica still alive to `stopping`.
-pub async fn delete(db: &DatabaseConnection, user: Uuid, id: Uuid) -> ApiResult<DateTime<Utc>> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    user: UserId,
+    id: DeploymentId,
+) -> ApiResult<DateTime<Utc>> {
     let txn = begin_write(db).await?;
     let before = lock_live(&txn, user, id).await?;
     let at = now().max(before.updated_at);
@@ -165,7 +172,7 @@ pub async fn delete(db: &DatabaseConnection, user: Uuid, id: Uuid) -> ApiResult<
         .exec(&txn)
         .await?;
     let stopped = DeploymentStatus::Stopped;
-    history::Entity::insert(history_row(id, Some(before.status), stopped, at, DELETED_REASON))
+    history::Entity::insert(history_row(id.0, Some(before.status), stopped, at, DELETED_REASON))
         .exec_without_returning(&txn)
         .await?;
     resources::Entity::delete_many()
@@ -182,7 +189,7 @@ pub async fn delete(db: &DatabaseConnection, user: Uuid, id: Uuid) -> ApiResult<
 }
 
 /// Sets every replica that is neither stopped nor failed to `stopping`.
-async fn stop_replicas(txn: &impl ConnectionTrait, id: Uuid) -> Result<u64, DbErr> {
+async fn stop_replicas(txn: &impl ConnectionTrait, id: DeploymentId) -> Result<u64, DbErr> {
     let result = replica::Entity::update_many()
         .col_expr(replica::Column::Status, Expr::value(ReplicaStatus::Stopping))
         .filter(replica::Column::DeploymentId.eq(id))

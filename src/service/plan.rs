@@ -21,7 +21,7 @@ use super::{
     health::ReplicaCounts,
     relations::{self, HISTORY as HISTORY_OF, REPLICAS as REPLICAS_OF, RESOURCES as RESOURCES_OF},
 };
-use crate::error::ApiResult;
+use crate::{error::ApiResult, ids::DeploymentId};
 
 /// What to fetch with each deployment row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -104,7 +104,7 @@ impl Plan {
 pub async fn relations_of(
     db: &impl ConnectionTrait,
     plan: &Plan,
-    ids: &[Uuid],
+    ids: &[DeploymentId],
 ) -> ApiResult<Vec<(Uuid, Prefetched)>> {
     if ids.is_empty() || plan.is_empty() {
         return Ok(Vec::new());
