@@ -75,11 +75,6 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
-        .with_slots(
-            usize::try_from(config.max_in_flight).unwrap_or(usize::MAX),
-            Some(per_user_slots(&config)),
-            config.queue_timeout,
-        )
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())
@@ -103,21 +98,6 @@ pub async fn serve(config: Config) -> AppResult<()> {
     };
     http::serve_app(listener, state, limits, shutdown_signal()).await?;
     Ok(())
-}
-
-/// One user's share of the slots: as configured, else a quarter of them and
-/// at most a quarter of the pool, so one user's heavy requests leave
-/// connections (and database CPU) for everyone else. Measured on 2 cores with
-/// a pool of 4: a share of 1 kept another user's p50 within 1.3-1.9× of idle
-/// beside four heavy clients, a share of 2 let it reach 3.3-3.8×.
-fn per_user_slots(config: &Config) -> usize {
-    let configured =
-        config.max_in_flight_per_user.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    configured.unwrap_or_else(|| {
-        let quarter = usize::try_from(config.max_in_flight / 4).unwrap_or(usize::MAX);
-        let quarter_pool = usize::try_from(config.db_max_connections / 4).unwrap_or(usize::MAX);
-        quarter.min(quarter_pool).max(1)
-    })
 }
 
 /// No JWT_SECRET: a random secret for this run, demo data, and a demo token.

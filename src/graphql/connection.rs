@@ -121,8 +121,8 @@ impl ListQuery {
     ) -> Result<DeploymentConnection> {
         let user = *ctx.data::<UserId>()?;
         let db = ctx.data::<DatabaseConnection>()?;
-        let first =
-            pagination::page_size(first.unwrap_or(pagination::DEFAULT_PAGE_SIZE)).extend()?;
+        let first = pagination::page_size(first.unwrap_or(pagination::Limits::DEFAULT_PAGE_SIZE))
+            .extend()?;
         let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;
         let filter = deployments::ListFilter {
             user,

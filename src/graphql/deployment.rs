@@ -15,6 +15,7 @@ use super::{
     },
 };
 use crate::{
+    config::Limits,
     error::ApiError,
     ids::{DeploymentId, UserId},
     service::{
@@ -23,8 +24,7 @@ use crate::{
     },
 };
 
-/// Largest `statusHistory(limit:)`.
-const MAX_HISTORY: i32 = 100;
+const MAX_HISTORY: i32 = Limits::MAX_HISTORY;
 
 /// A deployment of the authenticated user. Nested fields resolve lazily.
 #[derive(Clone)]
@@ -130,7 +130,8 @@ impl Deployment {
     async fn status_history(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 10, desc = "How many changes, 1 to 100.")] limit: i32,
+        #[graphql(default_with = "Limits::DEFAULT_HISTORY", desc = "How many changes, 1 to 100.")]
+        limit: i32,
     ) -> Result<Vec<StatusChange>> {
         if !(1..=MAX_HISTORY).contains(&limit) {
             return Err(ApiError::bad_input(format!(

@@ -8,10 +8,9 @@ use super::{
     deployment::{self, Deployment},
     null_on_error, report,
 };
-use crate::error::ApiError;
+use crate::{config::Limits, error::ApiError};
 
-/// Most ids one `nodes` call takes.
-pub const MAX_NODES: usize = 100;
+const MAX_NODES: usize = Limits::MAX_NODES;
 
 /// An object with an id unique across the API, which `node(id:)` fetches again.
 #[derive(Interface, Debug)]

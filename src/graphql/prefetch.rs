@@ -6,7 +6,10 @@ use async_graphql::{Lookahead, Value};
 use uuid::Uuid;
 
 use super::loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf};
-use crate::service::plan::{Plan, Prefetched};
+use crate::{
+    config::Limits,
+    service::plan::{Plan, Prefetched},
+};
 
 /// The plan for the `Deployment` selections given (e.g. both `nodes` and
 /// `edges { node }` of a connection).
@@ -22,12 +25,15 @@ pub(crate) fn plan(selections: &[Lookahead<'_>]) -> Plan {
                 .arguments()
                 .ok()
                 .and_then(|args| args.into_iter().find(|(name, _)| name == "limit"))
-                .map_or(Some(10), |(_, value)| match value {
-                    Value::Number(n) => n.as_u64(),
-                    _ => None,
+                .map_or(Some(Limits::DEFAULT_HISTORY.unsigned_abs().into()), |(_, value)| {
+                    match value {
+                        Value::Number(n) => n.as_u64(),
+                        _ => None,
+                    }
                 });
             // Out-of-range limits are refused by the resolver; nothing to fetch.
-            if let Some(limit) = limit.filter(|l| (1..=100).contains(l))
+            if let Some(limit) =
+                limit.filter(|l| (1..=Limits::MAX_HISTORY.unsigned_abs().into()).contains(l))
                 && !plan.history_limits.contains(&limit)
             {
                 plan.history_limits.push(limit);

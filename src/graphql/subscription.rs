@@ -36,7 +36,7 @@ impl DeploymentSubscription {
         // Subscribe before reading, so no change between the two is missed.
         let changes = feed.subscribe();
         let first = fetch_fresh(&db, user, &id, &plan).await.extend()?;
-        let updates = live::watch::updates(uuid.0, first, changes, move || {
+        let updates = live::watch::updates(uuid.0, first, changes, feed.interval(), move || {
             let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
             async move { fetch_fresh(&db, user, &id, &plan).await }
         });

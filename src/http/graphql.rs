@@ -13,7 +13,7 @@ use axum::{
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use super::{AppState, MAX_BATCH, MAX_BODY_BYTES, media::MediaType, slots::Refusal};
+use super::{AppState, media::MediaType, slots::Refusal};
 use crate::{
     auth::Session,
     config::Limits,
@@ -57,7 +57,7 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
     execute(&state, session, BatchRequest::Single(request), media).await
 }
 
-/// POST /graphql: one operation, or a batch of at most [`MAX_BATCH`].
+/// POST /graphql: one operation, or a batch of at most `Limits::batch`.
 pub(super) async fn post(State(state): State<AppState>, request: Request) -> Response {
     // The body is read only once the request is authenticated: an anonymous
     // client gets its 401 without the server waiting for anything.
@@ -75,10 +75,11 @@ pub(super) async fn post(State(state): State<AppState>, request: Request) -> Res
         );
     }
     let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let max_body = state.limits.body_bytes;
+    let body = match axum::body::to_bytes(body, max_body).await {
         Ok(body) => body,
         Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => {
-            let message = format!("request body is larger than {MAX_BODY_BYTES} bytes");
+            let message = format!("request body is larger than {max_body} bytes");
             return error(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, &message);
         }
         Err(err) if caused_by::<tower_http::timeout::TimeoutError>(&err) => {
@@ -102,9 +103,10 @@ pub(super) async fn post(State(state): State<AppState>, request: Request) -> Res
         return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
     }
     if let BatchRequest::Batch(requests) = &mut batch {
-        if requests.len() > MAX_BATCH {
+        let max_batch = state.limits.batch;
+        if requests.len() > max_batch {
             let message =
-                format!("a batch may hold at most {MAX_BATCH} operations, got {}", requests.len());
+                format!("a batch may hold at most {max_batch} operations, got {}", requests.len());
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
         if let Err(message) = within_limits(requests, &state.limits) {

@@ -33,19 +33,12 @@ use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer, trace::Trace
 
 use crate::{
     auth::{JwtKeys, Session},
-    config::{DEFAULT_MAX_IN_FLIGHT, Limits},
+    config::Limits,
     db::StatementCounter,
     graphql::{AppSchema, SessionExecutor, build_schema, build_schema_with},
     live::ChangeFeed,
 };
 
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Most operations in one JSON-array batch.
-pub const MAX_BATCH: usize = 10;
-
-/// How long a request waits for a slot unless configured otherwise.
-const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request body may take to arrive unless configured otherwise.
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -92,9 +85,9 @@ impl AppState {
             statements,
             operations: Arc::default(),
             slots: Arc::new(slots::Slots::new(
-                DEFAULT_MAX_IN_FLIGHT as usize,
-                DEFAULT_MAX_IN_FLIGHT as usize / 4,
-                DEFAULT_QUEUE_TIMEOUT,
+                Limits::default().in_flight,
+                Limits::default().in_flight_per_user,
+                Limits::default().queue_timeout,
             )),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             cors: None,
@@ -118,12 +111,13 @@ impl AppState {
         self
     }
 
-    /// Bounds documents (and batches in total) by `limits`.
+    /// Applies `limits`: documents (and batches in total), bodies, slots.
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.schema = build_schema_with(limits);
         self.limits = limits;
-        self
+        self.feed = self.feed.with_interval(limits.coalesce_interval);
+        self.with_slots(limits.in_flight, Some(limits.in_flight_per_user), limits.queue_timeout)
     }
 
     /// Sets how many GraphQL requests execute at once (at least 1), a
@@ -138,6 +132,9 @@ impl AppState {
     ) -> Self {
         let per_user = per_user.unwrap_or(max_in_flight / 4);
         self.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout));
+        self.limits.in_flight = max_in_flight;
+        self.limits.in_flight_per_user = per_user;
+        self.limits.queue_timeout = queue_timeout;
         self
     }
 

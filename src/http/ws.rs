@@ -30,7 +30,7 @@ mod protocol;
 
 use self::protocol::{Operations, Screened};
 use super::{
-    AppState, MAX_BODY_BYTES,
+    AppState,
     slots::{Refusal, Slots},
 };
 use uuid::Uuid;
@@ -40,9 +40,6 @@ use crate::{
     error::{ApiError, codes},
     graphql::SessionExecutor,
 };
-
-/// How long a client may take to send `connection_init`.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn upgrade(
     State(state): State<AppState>,
@@ -56,8 +53,8 @@ pub(super) async fn upgrade(
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // The same bound as an HTTP request body.
-        .max_message_size(MAX_BODY_BYTES)
-        .max_frame_size(MAX_BODY_BYTES)
+        .max_message_size(state.limits.body_bytes)
+        .max_frame_size(state.limits.body_bytes)
         .on_upgrade(move |socket| serve(socket, state, protocol))
 }
 
@@ -70,11 +67,12 @@ fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
     let going_away = state.going_away();
     let (mut sink, mut incoming) = socket.split();
-    let init = match tokio::time::timeout(INIT_TIMEOUT, first_text(&mut incoming)).await {
-        Ok(Some(init)) => init,
-        Ok(None) => return,
-        Err(_) => return close(&mut sink, 4408, "Connection initialisation timeout").await,
-    };
+    let init =
+        match tokio::time::timeout(state.limits.ws_init_timeout, first_text(&mut incoming)).await {
+            Ok(Some(init)) => init,
+            Ok(None) => return,
+            Err(_) => return close(&mut sink, 4408, "Connection initialisation timeout").await,
+        };
     let session = match authenticate(&state.keys, &init) {
         Ok(session) => session,
         Err((code, reason)) => return close(&mut sink, code, reason).await,

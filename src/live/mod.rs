@@ -8,8 +8,12 @@
 pub mod listener;
 pub mod watch;
 
+use std::time::Duration;
+
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::config::Limits;
 
 /// Events buffered per subscriber before it counts as lagging (and resyncs).
 const FEED_CAPACITY: usize = 4096;
@@ -29,12 +33,26 @@ pub struct ChangeFeed {
     sender: broadcast::Sender<Change>,
     /// True where nothing else reports changes (SQLite): mutations publish.
     publish_mutations: bool,
+    /// A subscription sends at most one message per interval.
+    interval: Duration,
 }
 
 impl ChangeFeed {
     pub fn new(publish_mutations: bool) -> Self {
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
-        Self { sender, publish_mutations }
+        Self { sender, publish_mutations, interval: Limits::default().coalesce_interval }
+    }
+
+    /// Coalesces each subscription's changes to one message per `interval`.
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The shortest interval between two messages of one subscription.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {

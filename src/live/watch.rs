@@ -1,5 +1,5 @@
 //! One subscription's stream: the current state first, then a fresh state
-//! after each relevant change, at most one every [`MIN_INTERVAL`], always
+//! after each relevant change, at most one per interval, always
 //! ending on the latest state.
 
 use std::{future::Future, time::Duration};
@@ -14,31 +14,32 @@ use uuid::Uuid;
 use super::Change;
 use crate::error::ApiError;
 
-/// Bursts of changes within this interval are coalesced into one message.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
 struct Watch<T, F> {
     id: Uuid,
     first: Option<T>,
     changes: broadcast::Receiver<Change>,
     fetch: F,
     last_sent: Instant,
+    interval: Duration,
 }
 
 /// `first` is sent at once; after that `fetch` runs once per coalesced burst
-/// of changes to `id`. A `DeploymentNotFound` from `fetch` (deleted, say) is
+/// of changes to `id` (bursts within `interval` of the last message are
+/// coalesced into one). A `DeploymentNotFound` from `fetch` (deleted, say) is
 /// sent and ends the stream.
 pub fn updates<T, F, Fut>(
     id: Uuid,
     first: T,
     changes: broadcast::Receiver<Change>,
+    interval: Duration,
     fetch: F,
 ) -> impl Stream<Item = Result<T, ApiError>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    let watch = Watch { id, first: Some(first), changes, fetch, last_sent: Instant::now() };
+    let last_sent = Instant::now();
+    let watch = Watch { id, first: Some(first), changes, fetch, last_sent, interval };
     stream::unfold(Some(watch), |watch| async move {
         let mut watch = watch?;
         if let Some(first) = watch.first.take() {
@@ -49,7 +50,7 @@ where
         }
         // Coalesce: wait out the interval, then drop what queued meanwhile;
         // the fetch below reads the state after all of it.
-        tokio::time::sleep_until(watch.last_sent + MIN_INTERVAL).await;
+        tokio::time::sleep_until(watch.last_sent + watch.interval).await;
         while watch.changes.try_recv().is_ok() {}
         watch.last_sent = Instant::now();
         match (watch.fetch)().await {
@@ -93,7 +94,7 @@ mod tests {
         let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
         let fetches = Arc::new(AtomicU32::new(0));
         let counter = fetches.clone();
-        let stream = updates(id, 0, feed.subscribe(), move || {
+        let stream = updates(id, 0, feed.subscribe(), feed.interval(), move || {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             async move { Ok(n) }
         });
@@ -111,7 +112,7 @@ mod tests {
     async fn not_found_ends_the_stream() {
         let feed = ChangeFeed::new(true);
         let id = Uuid::new_v4();
-        let stream = updates(id, (), feed.subscribe(), move || async move {
+        let stream = updates(id, (), feed.subscribe(), feed.interval(), move || async move {
             Err::<(), _>(ApiError::DeploymentNotFound(id.to_string()))
         });
         futures_util::pin_mut!(stream);

@@ -6,10 +6,10 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// Largest page a client may ask for.
-pub const MAX_PAGE_SIZE: i32 = 100;
-/// Page size when the client gives none.
-pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub use crate::config::Limits;
+
+const MAX_PAGE_SIZE: i32 = Limits::MAX_PAGE_SIZE;
+const DEFAULT_PAGE_SIZE: i32 = Limits::DEFAULT_PAGE_SIZE;
 
 /// How many rows a `first` argument may return, for the complexity limit;
 /// out-of-range values cost what the resolver will refuse anyway.

@@ -66,15 +66,26 @@ async fn metrics_count_statements_and_operations() {
 async fn requests_beyond_the_in_flight_limit_wait_and_complete() {
     let mut app = TestApp::sqlite().await;
     app.reconfigure(|state| state.with_slots(1, None, std::time::Duration::from_secs(5)));
-    let user = uuid::Uuid::new_v4();
-    let query = "{ deployments { totalCount } }";
-    let responses = futures_util::future::join_all(
-        (0..10).map(|_| app.gql(user, query, serde_json::json!({}))),
-    )
-    .await;
-    for body in responses {
-        assert_eq!(body["data"]["deployments"]["totalCount"], 0, "{body}");
-    }
+    // The only slot is taken by a mutation waiting on the write lock.
+    let (lock, held) = hold_a_slot(&app, uuid::Uuid::new_v4()).await;
+    let waiting = {
+        let router = app.router.clone();
+        let token = app.token(uuid::Uuid::new_v4());
+        tokio::spawn(async move {
+            let request = Request::post("/graphql")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"query":"{ deployments { totalCount } }"}"#))
+                .expect("request");
+            tower::ServiceExt::oneshot(router, request).await.expect("router").status()
+        })
+    };
+    // A read needs no write lock: only the limit keeps it waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a request beyond the limit waits for a slot");
+    lock.rollback().await.expect("release the lock");
+    assert_eq!(held.await.expect("held request").0, StatusCode::OK);
+    assert_eq!(waiting.await.expect("waiting request"), StatusCode::OK, "then it is served");
 }
 
 /// A mutation blocked on SQLite's write lock (held by this test) holds its

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::error::{codes, echo};
 
 /// Operations one connection runs at once (subscriptions, mostly).
-pub(super) const MAX_OPERATIONS: usize = 100;
+pub(super) const MAX_OPERATIONS: usize = crate::config::Limits::MAX_WS_OPERATIONS;
 
 /// What the loop does with a client frame.
 #[derive(Debug, PartialEq, Eq)]
