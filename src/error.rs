@@ -140,6 +140,10 @@ impl From<DbErr> for ApiError {
         if is_unavailable(&err) {
             Self::Unavailable(Arc::new(err))
         } else {
+            // Logged here, where it happens, once: a loader's error is shared
+            // (cloned) by every key of its batch, and each of those fields
+            // reports it to the client.
+            tracing::error!(error = %err, "request failed on an internal error");
             Self::Internal(Arc::new(err))
         }
     }
@@ -175,10 +179,8 @@ pub fn is_unavailable(err: &DbErr) -> bool {
 
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
-        if let Self::Internal(cause) = self {
-            tracing::error!(error = %cause, "request failed on an internal error");
-        }
-        // Unavailability is logged once per change (`http::DatabaseHealth`).
+        // Internal errors are logged where they arise (`From<DbErr>`),
+        // unavailability once per change (`http::DatabaseHealth`).
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", self.code());
             if let Self::Unauthenticated { refusal, .. } = self {
@@ -218,6 +220,37 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the events logged at ERROR.
+    #[derive(Clone, Default)]
+    struct Errors(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Errors {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn an_internal_error_shared_by_many_fields_is_logged_once() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let errors = Errors::default();
+        let subscriber = tracing_subscriber::registry().with(errors.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let err = ApiError::from(DbErr::Custom("no such column".to_owned()));
+            // What a loader hands each of the keys of its failed batch.
+            for shared in std::iter::repeat_n(err, 5) {
+                assert_eq!(shared.extend().message, "internal server error");
+            }
+        });
+        assert_eq!(errors.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn echoes_of_client_input_are_bounded() {

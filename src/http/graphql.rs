@@ -4,7 +4,7 @@
 //! the client accepts. With `application/graphql-response+json`, a request
 //! that fails before execution (parse, validation, variables) is a 400.
 
-use async_graphql::{BatchRequest, BatchResponse, ErrorExtensions, Value};
+use async_graphql::{BatchRequest, BatchResponse, Value};
 use axum::{
     extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
@@ -17,12 +17,17 @@ use super::{AppState, media::MediaType, slots::Refusal};
 use crate::{
     auth::Session,
     config::Limits,
-    error::{ApiError, codes},
+    error::codes,
     graphql::{self as schema},
 };
 
 /// GET /graphql: a query from URL parameters, or GraphiQL for a browser.
-pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    session: Result<Session, Response>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let parameters = uri.query().unwrap_or("");
     let has_query = parameters.split('&').any(|p| p == "query" || p.starts_with("query="));
     if !has_query {
@@ -34,9 +39,9 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
         return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
     }
     let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
-    let session = match state.keys.authenticate(&headers) {
+    let session = match session {
         Ok(session) => session,
-        Err(err) => return unauthorized(&err),
+        Err(unauthorized) => return unauthorized,
     };
     let mut request = match async_graphql::http::parse_query_string(parameters) {
         Ok(request) => request,
@@ -58,15 +63,16 @@ pub(super) async fn get(State(state): State<AppState>, headers: HeaderMap, uri: 
 }
 
 /// POST /graphql: one operation, or a batch of at most `Limits::batch`.
-pub(super) async fn post(State(state): State<AppState>, request: Request) -> Response {
-    // The body is read only once the request is authenticated: an anonymous
-    // client gets its 401 without the server waiting for anything.
+///
+/// The session is extracted before the body: an anonymous client gets its
+/// 401 without the server waiting for anything.
+pub(super) async fn post(
+    State(state): State<AppState>,
+    session: Session,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let session = match state.keys.authenticate(&headers) {
-        Ok(session) => session,
-        Err(err) => return unauthorized(&err),
-    };
     if !is_json(&headers) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -299,13 +305,6 @@ fn not_acceptable() -> Response {
         codes::NOT_ACCEPTABLE,
         "responses are application/graphql-response+json or application/json",
     )
-}
-
-fn unauthorized(err: &ApiError) -> Response {
-    let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

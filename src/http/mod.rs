@@ -7,6 +7,7 @@ mod graphiql;
 mod graphql;
 mod media;
 mod server;
+mod session;
 mod slots;
 mod ws;
 

@@ -1,0 +1,30 @@
+//! The bearer token as an axum extractor: a handler that takes a
+//! [`Session`] runs only for a verified token; any other request is answered
+//! 401 with `extensions.reason`, before its body is read.
+
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::AppState;
+use crate::{auth::Session, error::ApiError};
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        state.keys.authenticate(&parts.headers).map_err(|err| unauthorized(&err))
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer` and the refusal as a GraphQL error.
+fn unauthorized(err: &ApiError) -> Response {
+    use async_graphql::ErrorExtensions;
+    let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
