@@ -6,7 +6,7 @@
 // The API suite's helpers, shared; this binary uses a few of them.
 #![allow(unreachable_pub, dead_code)]
 
-#[path = "api/helpers.rs"]
+#[path = "api/helpers/mod.rs"]
 mod helpers;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,120 @@
+//! A real `deployql serve` process on a free port, killed when dropped.
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::SECRET;
+
+/// A child process killed when dropped, pass or fail.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port of 127.0.0.1 that nothing listens on (for a server process to take).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+}
+
+/// A `deployql serve` process on a free port, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: KillOnDrop,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    pub async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Starts a server with extra environment variables (`CORS_ALLOWED_ORIGINS`, ...).
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let addr = free_addr();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", SECRET)
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start deployql");
+        let server = Self { child: KillOnDrop(child), addr };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let ready = client.get(format!("http://{addr}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("deployql on {addr} did not become ready");
+    }
+
+    /// Starts a dev-mode server (no `JWT_SECRET`) and returns it with the
+    /// demo token it prints.
+    pub async fn start_dev(database_url: &str) -> (Self, String) {
+        use std::io::BufRead;
+        let addr = free_addr();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+            .arg("serve")
+            .env_remove("JWT_SECRET")
+            .env("DEV_MODE", "true")
+            .env("DATABASE_URL", database_url)
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start deployql");
+        let stdout = child.stdout.take().expect("stdout");
+        let server = Self { child: KillOnDrop(child), addr };
+        let token = tokio::task::spawn_blocking(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| line.strip_prefix("export TOKEN=").map(str::to_owned))
+        })
+        .await
+        .expect("read stdout")
+        .expect("dev mode prints `export TOKEN=...`");
+        (server, token)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The server's resident and peak memory in MiB, from /proc.
+    pub fn memory_mb(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .unwrap_or(0)
+                / 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
