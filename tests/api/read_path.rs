@@ -94,12 +94,8 @@ async fn every_column_reads_back_through_the_planner_and_the_loaders(app: &TestA
         .await
         .expect("history");
 
-    let everything = plan::Plan {
-        counts: true,
-        replicas: true,
-        resources: true,
-        history_limits: vec![10],
-    };
+    let everything =
+        plan::Plan { counts: true, replicas: true, resources: true, history_limits: vec![10] };
     let planned =
         deployments::find_each(&app.db, UserId(user), &[DeploymentId(id)], &everything).await;
     let (_, planned) = planned.expect("planner").pop().expect("the deployment");
