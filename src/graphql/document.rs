@@ -1,4 +1,4 @@
-//! One extension for what happens to a document around execution:
+//! What happens to a document around execution:
 //! - parsed once per distinct text (a frontend sends the same few documents
 //!   over and over; parsing was the largest share of a status lookup's CPU);
 //! - measured before anything expands it (see `bounds`): depth, with
@@ -16,11 +16,7 @@ use std::{
 };
 
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-        NextPrepareRequest, NextSubscribe, NextValidation,
-    },
+    Request, Response, ServerError, Value,
     futures_util::stream::{BoxStream, StreamExt},
     parser::types::{ExecutableDocument, OperationType},
     registry::Registry,
@@ -28,7 +24,7 @@ use async_graphql::{
 
 use super::{
     completion::Completion,
-    refusals::{check, coded, operation, syntax_error, validation_error},
+    refusals::{check, coded, has_code, operation, syntax_error, validation_error},
     tokens,
 };
 use crate::{config::Limits, error::codes};
@@ -39,27 +35,16 @@ const CACHE_CAPACITY: usize = 128;
 /// Longer documents are parsed every time rather than held in memory.
 const MAX_CACHED_QUERY_BYTES: usize = 4096;
 
-/// Creates the per-request [`DocumentExtension`]s; they share one parse cache.
+/// The documents this server has seen (parsed, measured and checked once
+/// per distinct text) and the limits they are held to. Not an async-graphql
+/// extension: an installed extension puts the resolution of every field of
+/// every response through the extension chain, which cost more CPU than the
+/// status lookup's SQL; [`super::SessionExecutor`] calls these around
+/// execution instead.
 #[derive(Debug)]
-pub(super) struct Documents {
-    cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
+pub struct Documents {
+    cache: Mutex<HashMap<String, Arc<Checked>>>,
     limits: Limits,
-}
-
-impl Documents {
-    pub(super) fn new(limits: Limits) -> Self {
-        Self { cache: Arc::default(), limits }
-    }
-}
-
-impl ExtensionFactory for Documents {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentExtension {
-            cache: self.cache.clone(),
-            limits: self.limits,
-            request: Arc::default(),
-        })
-    }
 }
 
 /// A parsed document and the verdict of `refusals::check` on it, cached together:
@@ -70,40 +55,19 @@ struct Checked {
     verdict: Result<(), ServerError>,
 }
 
-/// The document and operation name of the request being run.
-#[derive(Debug, Default)]
-struct RequestDocument {
-    document: Option<Arc<Checked>>,
+/// The document and operation of a request about to run: what completes its
+/// responses.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    checked: Arc<Checked>,
     operation_name: Option<String>,
 }
 
-impl RequestDocument {
-    /// Puts `response`'s data in selection order and propagates its errors' nulls.
-    fn complete(&self, response: &mut Response, registry: &Registry) {
-        let Some(checked) = &self.document else { return };
-        let document = &checked.document;
-        let Ok(operation) = operation(document, self.operation_name.as_deref()) else { return };
-        let root = match operation.node.ty {
-            OperationType::Query => Some(&registry.query_type),
-            OperationType::Mutation => registry.mutation_type.as_ref(),
-            OperationType::Subscription => registry.subscription_type.as_ref(),
-        };
-        let Some(root) = root else { return };
-        let completion = Completion::new(registry, &document.fragments, &response.errors);
-        let mut data = std::mem::take(&mut response.data);
-        completion.complete(&mut data, root, &operation.node.selection_set.node);
-        response.data = data;
+impl Documents {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self { cache: Mutex::default(), limits }
     }
-}
 
-#[derive(Debug)]
-struct DocumentExtension {
-    cache: Arc<Mutex<HashMap<String, Arc<Checked>>>>,
-    limits: Limits,
-    request: Arc<Mutex<RequestDocument>>,
-}
-
-impl DocumentExtension {
     fn cached(&self, query: &str) -> Option<Arc<Checked>> {
         self.cache.lock().ok()?.get(query).cloned()
     }
@@ -122,7 +86,7 @@ impl DocumentExtension {
     /// Parses `request` (or takes its document from the cache), bounds it
     /// and resolves its operation, before async-graphql's own checks and
     /// rules, which expand fragments and so must never see a bomb.
-    fn prepare(&self, request: &mut Request) -> Result<(), ServerError> {
+    pub(super) fn prepare(&self, request: &mut Request) -> Result<Prepared, ServerError> {
         let checked = match self.cached(&request.query) {
             Some(checked) => {
                 request.set_parsed_query(checked.document.clone());
@@ -142,78 +106,57 @@ impl DocumentExtension {
             }
         };
         checked.verdict.clone()?;
-        let document = &checked.document;
-        operation(document, request.operation_name.as_deref())?;
-        if let Ok(mut state) = self.request.lock() {
-            state.document = Some(checked);
-            state.operation_name = request.operation_name.clone();
-        }
-        Ok(())
+        operation(&checked.document, request.operation_name.as_deref())?;
+        Ok(Prepared { checked, operation_name: request.operation_name.clone() })
     }
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        self.prepare(&mut request)?;
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        // The document is parsed already (see `prepare`); what can fail here
-        // is async-graphql's nesting and directive bounds.
-        next.run(ctx, query, variables).await.map_err(syntax_error)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| errors.into_iter().map(validation_error).collect())
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        if let Ok(request) = self.request.lock() {
-            request.complete(&mut response, &ctx.schema_env.registry);
+impl Prepared {
+    /// Codes the request errors async-graphql reported (its parser bounds
+    /// and validation), puts the data in selection order and propagates
+    /// its errors' nulls.
+    pub(super) fn complete(&self, response: &mut Response, registry: &Registry) {
+        for error in &mut response.errors {
+            // Resolver errors carry a path and a code; what has neither
+            // failed before execution.
+            if error.path.is_empty() && !has_code(error) {
+                let err = std::mem::replace(error, ServerError::new("", None));
+                *error = if err.message.contains("recursion")
+                    || err.message.starts_with("The number of directives")
+                {
+                    syntax_error(err)
+                } else {
+                    validation_error(err)
+                };
+            }
         }
-        response
+        let document = &self.checked.document;
+        let Ok(operation) = operation(document, self.operation_name.as_deref()) else { return };
+        let root = match operation.node.ty {
+            OperationType::Query => Some(&registry.query_type),
+            OperationType::Mutation => registry.mutation_type.as_ref(),
+            OperationType::Subscription => registry.subscription_type.as_ref(),
+        };
+        let Some(root) = root else { return };
+        let completion = Completion::new(registry, &document.fragments, &response.errors);
+        let mut data = std::mem::take(&mut response.data);
+        completion.complete(&mut data, root, &operation.node.selection_set.node);
+        response.data = data;
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let (request, schema) = (self.request.clone(), ctx.schema_env.clone());
-        next.run(ctx, stream)
+    /// [`Prepared::complete`] for each response of a subscription; a
+    /// subscriber never gets the same result twice in a row (a late
+    /// notification of a change a refetch already saw refetches the same state).
+    pub(super) fn complete_stream(
+        self,
+        stream: BoxStream<'static, Response>,
+        registry: &'static Registry,
+    ) -> BoxStream<'static, Response> {
+        stream
             .map(move |mut response| {
-                if let Ok(request) = request.lock() {
-                    request.complete(&mut response, &schema.registry);
-                }
+                self.complete(&mut response, registry);
                 response
             })
-            // A change whose notification arrives after a refetch already
-            // saw it refetches the same state: a subscriber never gets the
-            // same result twice in a row.
             .scan(None, |last: &mut Option<(Value, Vec<ServerError>)>, response: Response| {
                 let repeated = last.as_ref().is_some_and(|(data, errors)| {
                     *data == response.data && *errors == response.errors

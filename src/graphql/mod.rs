@@ -14,14 +14,18 @@ pub mod subscription;
 mod tokens;
 pub mod types;
 
+use std::sync::Arc;
+
 use async_graphql::{
     Context, ErrorExtensions, Executor, MergedObject, MergedSubscription, Request, Response,
-    SDLExportOptions, Schema, ServerError,
+    SDLExportOptions, Schema, SchemaEnv, ServerError,
     futures_util::stream::{self, BoxStream, StreamExt},
     parser::types::OperationType,
+    registry::Registry,
 };
 use sea_orm::DatabaseConnection;
 
+pub use self::document::Documents;
 use crate::{auth::Session, config::Limits, error::ApiError, live::ChangeFeed};
 
 /// Reads: your deployments, one or a page at a time, and Relay's `node`.
@@ -52,8 +56,61 @@ pub fn build_schema_with(limits: Limits) -> AppSchema {
         .limit_complexity(limits.complexity)
         .limit_recursive_depth(32)
         .limit_directives(limits.directives)
-        .extension(document::Documents::new(limits))
         .finish()
+}
+
+/// What checks and completes documents around execution, for `limits`.
+pub fn documents(limits: Limits) -> Arc<Documents> {
+    Arc::new(Documents::new(limits))
+}
+
+/// The schema's type registry, which response completion reads. async-graphql
+/// hands it only to extensions, and installing one would put every field's
+/// resolution through the extension chain; so it is taken, once, from a twin
+/// of the schema (the same types, hence the same registry) whose only
+/// extension looks at it.
+async fn registry() -> &'static Registry {
+    static REGISTRY: tokio::sync::OnceCell<SchemaEnv> = tokio::sync::OnceCell::const_new();
+    let env = REGISTRY
+        .get_or_init(|| async {
+            let seen = Arc::new(std::sync::Mutex::new(None));
+            let twin =
+                Schema::build(Query::default(), Mutation::default(), Subscription::default())
+                    .extension(registry_capture::Capture(seen.clone()))
+                    .finish();
+            twin.execute("{ __typename }").await;
+            let env = seen.lock().ok().and_then(|mut seen| seen.take());
+            env.expect("an extension's request hook sees the schema's environment")
+        })
+        .await;
+    &env.registry
+}
+
+mod registry_capture {
+    use std::sync::{Arc, Mutex};
+
+    use async_graphql::{
+        Response, SchemaEnv,
+        extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest},
+    };
+
+    pub(super) struct Capture(pub(super) Arc<Mutex<Option<SchemaEnv>>>);
+
+    impl ExtensionFactory for Capture {
+        fn create(&self) -> Arc<dyn Extension> {
+            Arc::new(Capture(self.0.clone()))
+        }
+    }
+
+    #[async_graphql::async_trait::async_trait]
+    impl Extension for Capture {
+        async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+            if let Ok(mut seen) = self.0.lock() {
+                *seen = Some(ctx.schema_env.clone());
+            }
+            next.run(ctx).await
+        }
+    }
 }
 
 /// What a request will cost, measured before it runs (see `bounds`); a
@@ -88,6 +145,7 @@ pub fn sdl() -> String {
 #[derive(Clone)]
 pub struct SessionExecutor {
     schema: AppSchema,
+    documents: Arc<Documents>,
     db: DatabaseConnection,
     feed: ChangeFeed,
     session: Session,
@@ -103,11 +161,12 @@ impl std::fmt::Debug for SessionExecutor {
 impl SessionExecutor {
     pub fn new(
         schema: AppSchema,
+        documents: Arc<Documents>,
         db: DatabaseConnection,
         feed: ChangeFeed,
         session: Session,
     ) -> Self {
-        Self { schema, db, feed, session, timeout: None }
+        Self { schema, documents, db, feed, session, timeout: None }
     }
 
     /// Bounds each query or mutation's whole run: past it the client gets
@@ -142,10 +201,43 @@ impl SessionExecutor {
 }
 
 impl Executor for SessionExecutor {
-    async fn execute(&self, request: Request) -> Response {
+    async fn execute(&self, mut request: Request) -> Response {
         if let Some(refusal) = self.expired() {
             return refusal;
         }
+        let prepared = match self.documents.prepare(&mut request) {
+            Ok(prepared) => prepared,
+            Err(refusal) => return Response::from_errors(vec![refusal]),
+        };
+        let mut response = self.run(request).await;
+        prepared.complete(&mut response, registry().await);
+        response
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        _connection: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, Response> {
+        if let Some(refusal) = self.expired() {
+            return stream::once(async move { refusal }).boxed();
+        }
+        let prepared = match self.documents.prepare(&mut request) {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                return stream::once(async move { Response::from_errors(vec![refusal]) }).boxed();
+            }
+        };
+        let responses = self.schema.execute_stream(self.prepare(request));
+        stream::once(async move { prepared.complete_stream(responses, registry().await) })
+            .flatten()
+            .boxed()
+    }
+}
+
+impl SessionExecutor {
+    /// Runs one query or mutation within the operation timeout.
+    async fn run(&self, request: Request) -> Response {
         let run = self.schema.execute(self.prepare(request));
         match self.timeout {
             None => run.await,
@@ -157,17 +249,6 @@ impl Executor for SessionExecutor {
                 error.extensions = err.extend().extensions;
                 Response::from_errors(vec![error])
             }),
-        }
-    }
-
-    fn execute_stream(
-        &self,
-        request: Request,
-        _connection: Option<std::sync::Arc<async_graphql::Data>>,
-    ) -> BoxStream<'static, Response> {
-        match self.expired() {
-            Some(refusal) => stream::once(async move { refusal }).boxed(),
-            None => self.schema.execute_stream(self.prepare(request)),
         }
     }
 }

@@ -173,7 +173,7 @@ fn bounded_quotes(message: &str) -> String {
     bounded
 }
 
-fn has_code(err: &ServerError) -> bool {
+pub(super) fn has_code(err: &ServerError) -> bool {
     err.extensions.as_ref().is_some_and(|ext| ext.get("code").is_some())
 }
 

@@ -36,7 +36,7 @@ use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
     db::StatementCounter,
-    graphql::{AppSchema, SessionExecutor, build_schema, build_schema_with},
+    graphql::{AppSchema, Documents, SessionExecutor, build_schema, build_schema_with, documents},
     live::ChangeFeed,
 };
 
@@ -47,6 +47,7 @@ const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub schema: AppSchema,
+    documents: Arc<Documents>,
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
     graphiql: Arc<str>,
@@ -76,6 +77,7 @@ impl AppState {
     ) -> Self {
         Self {
             schema: build_schema(),
+            documents: documents(Limits::default()),
             // Postgres triggers report changes (see `live::listener`); SQLite
             // has only this process as a writer, so its mutations publish.
             feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
@@ -116,6 +118,7 @@ impl AppState {
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.schema = build_schema_with(limits);
+        self.documents = documents(limits);
         self.limits = limits;
         self.feed = self.feed.with_interval(limits.coalesce_interval);
         self.with_slots(limits.in_flight, Some(limits.in_flight_per_user), limits.queue_timeout)
@@ -161,8 +164,14 @@ impl AppState {
 
     /// Runs the operations of `session`.
     fn executor(&self, session: Session) -> SessionExecutor {
-        SessionExecutor::new(self.schema.clone(), self.db.clone(), self.feed.clone(), session)
-            .with_timeout(self.operation_timeout)
+        SessionExecutor::new(
+            self.schema.clone(),
+            self.documents.clone(),
+            self.db.clone(),
+            self.feed.clone(),
+            session,
+        )
+        .with_timeout(self.operation_timeout)
     }
 
     fn count_operations(&self, operations: usize) {
