@@ -182,3 +182,39 @@ async fn the_listener_survives_its_connection_being_killed() {
     sql(&app, &format!("UPDATE deployments SET target_replicas = 7 WHERE id = '{id}'")).await;
     until(&mut ws, SECOND, |p| field(p, "targetReplicas") == 7).await;
 }
+
+/// `deployql_sql_statements_total` of `server`, from `/metrics`.
+async fn statements_run(server: &ServerProcess) -> u64 {
+    let url = format!("http://{}/metrics", server.addr);
+    let text = reqwest::get(url).await.expect("metrics").text().await.expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("deployql_sql_statements_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("deployql_sql_statements_total")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscription_message_is_one_statement_on_postgres() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { target: 1, history: 2, ..Default::default() }).await;
+    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    let watch = "subscription($id: ID!) { deploymentUpdated(id: $id) { id health
+        replicas { status } resources { cpuCores } statusHistory { newStatus } } }";
+    let before = statements_run(&server).await;
+    ws.subscribe("1", watch, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+    assert_eq!(statements_run(&server).await - before, 1, "the first message");
+
+    let before = statements_run(&server).await;
+    sql(
+        &app,
+        &format!("UPDATE deployment_replicas SET status = 'failed' WHERE deployment_id = '{id}'"),
+    )
+    .await;
+    until(&mut ws, SECOND, |p| field(p, "health") == "UNHEALTHY").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(statements_run(&server).await - before, 1, "one refetch per change");
+}
