@@ -115,7 +115,7 @@ impl Prepared {
     /// Codes the request errors async-graphql reported (its parser bounds
     /// and validation), puts the data in selection order and propagates
     /// its errors' nulls.
-    pub(super) fn complete(&self, response: &mut Response, registry: &Registry) {
+    pub(super) fn complete(&self, response: &mut Response, registry: Option<&Registry>) {
         for error in &mut response.errors {
             // Resolver errors carry a path and a code; what has neither
             // failed before execution.
@@ -130,6 +130,7 @@ impl Prepared {
                 };
             }
         }
+        let Some(registry) = registry else { return };
         let document = &self.checked.document;
         let Ok(operation) = operation(document, self.operation_name.as_deref()) else { return };
         let root = match operation.node.ty {
@@ -150,7 +151,7 @@ impl Prepared {
     pub(super) fn complete_stream(
         self,
         stream: BoxStream<'static, Response>,
-        registry: &'static Registry,
+        registry: Option<&'static Registry>,
     ) -> BoxStream<'static, Response> {
         stream
             .map(move |mut response| {

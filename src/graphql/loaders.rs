@@ -1,7 +1,7 @@
 //! Per-request DataLoaders. A loader lives for one request only: its cache
 //! holds one user's rows and must never serve another request.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, hash::Hash, time::Duration};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{
@@ -59,17 +59,22 @@ pub fn for_request(db: DatabaseConnection) -> Loaders {
 
 impl DeploymentLoader {
     /// What `plan` asks for of the deployments in `keys`, by id: the
-    /// planner's statement on just these rows.
-    async fn fetch<K: Copy>(
+    /// planner's statement on just these rows. Every key gets an entry
+    /// (`pick` sees `None` for a deployment with nothing found), so a
+    /// deployment without replicas, say, is cached too.
+    async fn load_each<K: Copy + Eq + Hash, V>(
         &self,
         keys: &[K],
         id: impl Fn(K) -> Uuid,
         plan: Plan,
-    ) -> Result<HashMap<Uuid, Prefetched>, ApiError> {
+        pick: impl Fn(K, Option<&Prefetched>) -> V,
+    ) -> Result<HashMap<K, V>, ApiError> {
         let mut ids: Vec<DeploymentId> = keys.iter().map(|k| DeploymentId(id(*k))).collect();
         ids.sort_unstable();
         ids.dedup();
-        Ok(plan::relations_of(&self.db, &plan, &ids).await?.into_iter().collect())
+        let found: HashMap<Uuid, Prefetched> =
+            plan::relations_of(&self.db, &plan, &ids).await?.into_iter().collect();
+        Ok(keys.iter().map(|&k| (k, pick(k, found.get(&id(k))))).collect())
     }
 }
 
@@ -82,12 +87,13 @@ impl Loader<ReplicasOf> for DeploymentLoader {
         keys: &[ReplicasOf],
     ) -> Result<HashMap<ReplicasOf, Self::Value>, ApiError> {
         let plan = Plan { replicas: true, ..Plan::default() };
-        let mut found = self.fetch(keys, |k| k.0, plan).await?;
-        // Every key gets an entry, so a deployment without replicas is cached too.
-        Ok(keys
-            .iter()
-            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.replicas).unwrap_or_default()))
-            .collect())
+        self.load_each(
+            keys,
+            |k| k.0,
+            plan,
+            |_, found| found.and_then(|p| p.replicas.clone()).unwrap_or_default(),
+        )
+        .await
     }
 }
 
@@ -101,11 +107,8 @@ impl Loader<ResourcesOf> for DeploymentLoader {
         keys: &[ResourcesOf],
     ) -> Result<HashMap<ResourcesOf, Self::Value>, ApiError> {
         let plan = Plan { resources: true, ..Plan::default() };
-        let mut found = self.fetch(keys, |k| k.0, plan).await?;
-        Ok(keys
-            .iter()
-            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.resources.flatten())))
-            .collect())
+        self.load_each(keys, |k| k.0, plan, |_, found| found.and_then(|p| p.resources.clone()?))
+            .await
     }
 }
 
@@ -115,12 +118,14 @@ impl Loader<CountsOf> for DeploymentLoader {
 
     async fn load(&self, keys: &[CountsOf]) -> Result<HashMap<CountsOf, Self::Value>, ApiError> {
         let plan = Plan { counts: true, ..Plan::default() };
-        let mut found = self.fetch(keys, |k| k.0, plan).await?;
-        // Deployments without replicas get zero counts rather than no entry.
-        Ok(keys
-            .iter()
-            .map(|k| (*k, found.remove(&k.0).and_then(|p| p.counts).unwrap_or_default()))
-            .collect())
+        // Deployments without replicas get zero counts.
+        self.load_each(
+            keys,
+            |k| k.0,
+            plan,
+            |_, found| found.and_then(|p| p.counts).unwrap_or_default(),
+        )
+        .await
     }
 }
 
@@ -132,15 +137,16 @@ impl Loader<HistoryOf> for DeploymentLoader {
         // One statement at the largest limit asked for; smaller limits take a prefix.
         let max = keys.iter().map(|k| k.limit).max().unwrap_or(0);
         let plan = Plan { history_limits: vec![max], ..Plan::default() };
-        let found = self.fetch(keys, |k| k.id, plan).await?;
-        Ok(keys
-            .iter()
-            .map(|key| {
-                let mut changes =
-                    found.get(&key.id).and_then(|p| p.history.clone()).unwrap_or_default();
+        self.load_each(
+            keys,
+            |k| k.id,
+            plan,
+            |key, found| {
+                let mut changes = found.and_then(|p| p.history.clone()).unwrap_or_default();
                 changes.truncate(usize::try_from(key.limit).unwrap_or(usize::MAX));
-                (*key, changes)
-            })
-            .collect())
+                changes
+            },
+        )
+        .await
     }
 }

@@ -68,9 +68,10 @@ pub fn documents(limits: Limits) -> Arc<Documents> {
 /// hands it only to extensions, and installing one would put every field's
 /// resolution through the extension chain; so it is taken, once, from a twin
 /// of the schema (the same types, hence the same registry) whose only
-/// extension looks at it.
-async fn registry() -> &'static Registry {
-    static REGISTRY: tokio::sync::OnceCell<SchemaEnv> = tokio::sync::OnceCell::const_new();
+/// extension looks at it. `None` only if async-graphql stopped calling the
+/// `request` hook: responses then keep async-graphql's own key order.
+async fn registry() -> Option<&'static Registry> {
+    static REGISTRY: tokio::sync::OnceCell<Option<SchemaEnv>> = tokio::sync::OnceCell::const_new();
     let env = REGISTRY
         .get_or_init(|| async {
             let seen = Arc::new(std::sync::Mutex::new(None));
@@ -80,10 +81,15 @@ async fn registry() -> &'static Registry {
                     .finish();
             twin.execute("{ __typename }").await;
             let env = seen.lock().ok().and_then(|mut seen| seen.take());
-            env.expect("an extension's request hook sees the schema's environment")
+            if env.is_none() {
+                tracing::error!(
+                    "the schema's registry could not be read: responses are not completed"
+                );
+            }
+            env
         })
         .await;
-    &env.registry
+    env.as_ref().map(|env| &env.registry)
 }
 
 mod registry_capture {
