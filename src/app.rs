@@ -6,8 +6,8 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::JwtKeys,
-    config::{Config, DEFAULT_DATABASE_URL, JwtSecret},
+    auth::{ClaimRules, Jwks, JwtKeys},
+    config::{Config, DEFAULT_DATABASE_URL, JwtSecret, TokenKeys},
     db::{self, StatementCounter},
     http, live,
     service::demo,
@@ -44,18 +44,39 @@ async fn connect_for_requests(
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> AppResult<()> {
-    let dev = match &config.jwt_secret {
-        Some(_) => false,
-        None if config.dev || config.database_url == DEFAULT_DATABASE_URL => true,
-        None => {
+    let token_keys = config.token_keys()?;
+    let dev = match token_keys {
+        TokenKeys::Unset if config.dev || config.database_url == DEFAULT_DATABASE_URL => true,
+        TokenKeys::Unset => {
             return Err(format!(
-                "JWT_SECRET is not set and {} is not the default SQLite file: set JWT_SECRET \
-                 (at least 32 random bytes: `openssl rand -hex 32`), or pass --dev (DEV_MODE=true) \
-                 to run dev mode, with demo data and a printed token, against this database",
+                "no way to verify tokens is configured and {} is not the default SQLite file: \
+                 set JWT_SECRET (at least 32 random bytes: `openssl rand -hex 32`), or \
+                 JWKS_URL or JWT_PUBLIC_KEY_FILE for an identity provider's tokens, or pass \
+                 --dev (DEV_MODE=true) to run dev mode, with demo data and a printed token, \
+                 against this database",
                 redacted(&config.database_url)
             )
             .into());
         }
+        _ => false,
+    };
+    // Loaded beside the migrations; `/readyz` waits for the keys.
+    let provider_keys = match token_keys {
+        TokenKeys::PublicKeyFile(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|err| {
+                format!("cannot read JWT_PUBLIC_KEY_FILE {}: {err}", path.display())
+            })?;
+            let keys = JwtKeys::public_key(&pem).map_err(|err| {
+                format!("JWT_PUBLIC_KEY_FILE {} is not a usable key: {err}", path.display())
+            })?;
+            Some(keys)
+        }
+        TokenKeys::Jwks(url) => {
+            let jwks = Jwks::new(url.clone())?;
+            tokio::spawn(jwks.clone().keep_fresh());
+            Some(JwtKeys::jwks(jwks))
+        }
+        TokenKeys::Secret(_) | TokenKeys::Unset => None,
     };
     connect_and_migrate(&config).await?.close().await.ok();
     let timeouts = db::DbTimeouts {
@@ -65,11 +86,14 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let (mut db, readiness) = connect_for_requests(&config, timeouts).await?;
     let statements = StatementCounter::default();
     statements.install(&mut db);
-    let (keys, demo_token) = match &config.jwt_secret {
-        Some(secret) => (JwtKeys::new(secret), None),
-        None => dev_mode(&db).await?,
+    let (keys, demo_token) = match (provider_keys, token_keys) {
+        (Some(keys), _) => (keys, None),
+        (None, TokenKeys::Secret(secret)) => (JwtKeys::new(secret), None),
+        (None, _) => dev_mode(&db).await?,
     };
-    let keys = keys.with_leeway(Duration::from_secs(config.jwt_leeway_secs));
+    let rules =
+        ClaimRules::new(&config.jwt_issuer, &config.jwt_audience, config.jwt_user_claim.clone());
+    let keys = keys.with_rules(rules).with_leeway(Duration::from_secs(config.jwt_leeway_secs));
     let listener = TcpListener::bind(config.listen_addr)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;

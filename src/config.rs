@@ -1,9 +1,13 @@
 //! Command line and environment configuration, read once in `main`.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+mod tokens;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
+
+pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
 /// deployql: the deployment-status GraphQL API.
 #[derive(Debug, Parser)]
@@ -44,9 +48,30 @@ pub struct Config {
     /// JWT_SECRET, dev mode is otherwise only for the default database.
     #[arg(long, env = "DEV_MODE", global = true)]
     pub dev: bool,
-    /// HS256 signing secret, at least 32 bytes. Unset: dev mode (random secret, demo data).
-    #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true)]
+    /// HS256 signing secret, at least 32 bytes, for tokens minted by whoever
+    /// shares it. Unset, with no provider key either: dev mode.
+    #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true,
+          conflicts_with_all = ["jwt_public_key_file", "jwks_url"])]
     pub jwt_secret: Option<JwtSecret>,
+    /// An identity provider's PEM public key (RSA, EC P-256/P-384 or
+    /// Ed25519); the key's type fixes the algorithm (RS256, ES256/ES384, EdDSA).
+    #[arg(long, env, global = true, conflicts_with = "jwks_url")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// An identity provider's JWKS: `https://...`, `http://localhost...`, or
+    /// `file:///path`; keys are chosen by the token's `kid` and refreshed.
+    #[arg(long, env, global = true, value_parser = JwksUrl::parse)]
+    pub jwks_url: Option<JwksUrl>,
+    /// Accepted `iss` values, comma-separated; required with a provider key.
+    #[arg(long, env, global = true, value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+    /// Accepted `aud` values (one must be in the token's), comma-separated;
+    /// required with a provider key.
+    #[arg(long, env, global = true, value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// The claim holding the user's id (a UUID): a top-level claim's name,
+    /// or, starting with `/`, a JSON Pointer into nested claims.
+    #[arg(long, env, global = true, default_value = "sub", value_parser = UserClaim::parse)]
+    pub jwt_user_claim: UserClaim,
     /// Address the HTTP server listens on.
     #[arg(long, env, global = true, default_value = "127.0.0.1:8000")]
     pub listen_addr: SocketAddr,
@@ -242,6 +267,33 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 32;
 pub const DEFAULT_STATEMENTS_PER_REQUEST: u64 = 50;
 
 impl Config {
+    /// How tokens are verified. A provider's keys sign tokens for all of its
+    /// applications, so with one both the issuer and the audience must be
+    /// pinned; clap has already refused more than one way.
+    pub fn token_keys(&self) -> Result<TokenKeys<'_>, String> {
+        let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwks_url) {
+            (Some(secret), None, None) => TokenKeys::Secret(secret),
+            (None, Some(path), None) => TokenKeys::PublicKeyFile(path),
+            (None, None, Some(url)) => TokenKeys::Jwks(url),
+            (None, None, None) => TokenKeys::Unset,
+            _ => {
+                return Err("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWKS_URL".into());
+            }
+        };
+        let blank = |values: &[String]| values.iter().all(|value| value.trim().is_empty());
+        if keys.is_public_key() && blank(&self.jwt_issuer) {
+            return Err("JWT_ISSUER is required with JWT_PUBLIC_KEY_FILE or JWKS_URL: set it to \
+                 your provider's issuer (the `iss` of its tokens, e.g. https://tenant.auth0.com/)"
+                .into());
+        }
+        if keys.is_public_key() && blank(&self.jwt_audience) {
+            return Err("JWT_AUDIENCE is required with JWT_PUBLIC_KEY_FILE or JWKS_URL: set it to \
+                 the audience your provider puts in deployql's tokens (the API identifier or client id)"
+                .into());
+        }
+        Ok(keys)
+    }
+
     /// The limits this configuration sets.
     pub fn limits(&self) -> Limits {
         let in_flight = usize::try_from(self.max_in_flight).unwrap_or(usize::MAX);
@@ -278,48 +330,6 @@ impl Config {
 fn default_pool_size() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     u32::try_from(cores * 2).unwrap_or(u32::MAX).max(2)
-}
-
-/// The JWT signing secret; never printed.
-#[derive(Clone)]
-pub struct JwtSecret(Vec<u8>);
-
-impl JwtSecret {
-    pub const MIN_BYTES: usize = 32;
-
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let first = value.bytes().next();
-        if value.trim().is_empty() || value.bytes().all(|b| Some(b) == first) {
-            return Err("JWT_SECRET must be random, not one repeated character or blanks; \
-                 generate one with `openssl rand -hex 32`"
-                .to_owned());
-        }
-        if value.len() < Self::MIN_BYTES {
-            return Err(format!(
-                "JWT_SECRET must be at least {} bytes, got {}; generate one with `openssl rand -hex 32`",
-                Self::MIN_BYTES,
-                value.len()
-            ));
-        }
-        Ok(Self(value.as_bytes().to_vec()))
-    }
-
-    /// A fresh random secret for dev mode.
-    pub fn random() -> Result<Self, getrandom::Error> {
-        let mut bytes = vec![0; Self::MIN_BYTES];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(bytes))
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JwtSecret([redacted])")
-    }
 }
 
 /// Parses durations such as `90s`, `15m`, `1h` or `7d` (`ms` too, for timeouts).
@@ -385,20 +395,5 @@ mod tests {
         assert!(parse_origin("https://app.example.com/").is_err());
         assert!(parse_origin("https://*.example.com").is_err());
         assert!(parse_origin("https://").is_err());
-    }
-
-    #[test]
-    fn a_secret_of_one_repeated_character_or_blanks_is_refused() {
-        assert!(JwtSecret::parse(&" ".repeat(40)).is_err());
-        assert!(JwtSecret::parse(&"a".repeat(40)).is_err());
-        assert!(JwtSecret::parse(&"\t".repeat(40)).is_err());
-        assert!(JwtSecret::parse("0123456789abcdef0123456789abcdef").is_ok());
-    }
-
-    #[test]
-    fn short_secret_is_refused_and_never_printed() {
-        assert!(JwtSecret::parse("short").is_err());
-        let secret = JwtSecret::parse("0123456789abcdef0123456789abcdef");
-        assert_eq!(format!("{secret:?}"), "Ok(JwtSecret([redacted]))");
     }
 }

@@ -99,6 +99,10 @@ pub enum ApiError {
     /// timeouts, or busy; the request may simply be retried.
     #[error("the database is unavailable; retry shortly")]
     Unavailable(Arc<DbErr>),
+    /// `SERVICE_UNAVAILABLE`: the identity provider's signing keys have not
+    /// loaded yet, so no token can be verified; the request may be retried.
+    #[error("the identity provider's signing keys are not loaded yet; retry shortly")]
+    KeysUnavailable,
     /// `INTERNAL_SERVER_ERROR`: the cause is logged, the client sees a generic message.
     #[error("internal server error")]
     Internal(Arc<DbErr>),
@@ -111,7 +115,7 @@ impl ApiError {
             Self::DeploymentNotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::Unavailable(_) => codes::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::KeysUnavailable => codes::SERVICE_UNAVAILABLE,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use deployql::{
     app,
-    auth::JwtKeys,
-    config::{Cli, Command},
+    auth::{JwtKeys, MintError},
+    config::{Cli, Command, TokenKeys},
     graphql,
 };
 use tracing_subscriber::EnvFilter;
@@ -33,14 +33,18 @@ async fn main() -> ExitCode {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Token { user, ttl } => match &cli.config.jwt_secret {
-            Some(secret) => JwtKeys::new(secret)
+        Command::Token { user, ttl } => match cli.config.token_keys() {
+            Ok(TokenKeys::Secret(secret)) => JwtKeys::new(secret)
                 .mint(user, ttl)
                 .map(|token| println!("{token}"))
                 .map_err(Into::into),
-            None => {
+            Ok(TokenKeys::Unset) => {
                 Err("`deployql token` signs with JWT_SECRET; set it (at least 32 bytes)".into())
             }
+            Ok(TokenKeys::PublicKeyFile(_) | TokenKeys::Jwks(_)) => {
+                Err(MintError::NotTheSigner.to_string().into())
+            }
+            Err(err) => Err(err.into()),
         },
     };
     match result {

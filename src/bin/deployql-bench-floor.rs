@@ -43,7 +43,7 @@ struct Args {
 #[derive(Debug, Clone)]
 struct Floor {
     db: DatabaseConnection,
-    keys: JwtKeys,
+    keys: std::sync::Arc<JwtKeys>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,11 +62,11 @@ fn status_plan() -> Plan {
 }
 
 async fn status(State(floor): State<Floor>, headers: HeaderMap, body: String) -> Response {
-    let Some(Ok(session)) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| floor.keys.verify_authorization(value))
-    else {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let Some(Ok(session)) = (match authorization {
+        Some(value) => Some(floor.keys.verify_authorization(value).await),
+        None => None,
+    }) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let Ok(body) = serde_json::from_str::<Body>(&body) else {
@@ -99,7 +99,7 @@ async fn status(State(floor): State<Floor>, headers: HeaderMap, body: String) ->
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let db = db::connect(&args.database_url, args.db_max_connections).await?;
-    let floor = Floor { db, keys: JwtKeys::new(&args.jwt_secret) };
+    let floor = Floor { db, keys: JwtKeys::new(&args.jwt_secret).into() };
     let app = Router::new().route("/graphql", post(status)).with_state(floor);
     let listener = tokio::net::TcpListener::bind(args.listen_addr).await?;
     axum::serve(listener, app).await?;

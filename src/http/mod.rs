@@ -238,6 +238,10 @@ async fn healthz() -> &'static str {
 /// so a request pool busy with slow queries does not read as "down" (which
 /// would pull every instance out of a load balancer at once).
 async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.keys.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "identity provider keys not loaded")
+            .into_response();
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.readiness.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(err)) => {
@@ -250,7 +254,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Counters in the Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = format!(
+    let mut body = format!(
         "# HELP deployql_sql_statements_total SQL statements run on the database.\n\
          # TYPE deployql_sql_statements_total counter\n\
          deployql_sql_statements_total {}\n\
@@ -264,6 +268,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.database.failures.load(Ordering::Relaxed),
         state.operations.load(Ordering::Relaxed)
     );
+    if let Some(jwks) = state.keys.jwks_source() {
+        let (fetches, failures) = jwks.fetch_counts();
+        body.push_str(&format!(
+            "# HELP deployql_jwks_fetches_total Fetches of the identity provider's JWKS.\n\
+             # TYPE deployql_jwks_fetches_total counter\n\
+             deployql_jwks_fetches_total {fetches}\n\
+             # HELP deployql_jwks_fetch_failures_total JWKS fetches that failed (the last good keys stay in use).\n\
+             # TYPE deployql_jwks_fetch_failures_total counter\n\
+             deployql_jwks_fetch_failures_total {failures}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

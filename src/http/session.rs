@@ -16,15 +16,20 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        state.keys.authenticate(&parts.headers).map_err(|err| unauthorized(&err))
+        state.keys.authenticate(&parts.headers).await.map_err(|err| refusal(&err))
     }
 }
 
-/// 401 with `WWW-Authenticate: Bearer` and the refusal as a GraphQL error.
-fn unauthorized(err: &ApiError) -> Response {
+/// 401 with `WWW-Authenticate: Bearer` and the refusal as a GraphQL error;
+/// 503 with `Retry-After` while no token can be verified at all.
+fn refusal(err: &ApiError) -> Response {
     use async_graphql::ErrorExtensions;
     let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
-    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let (status, challenge) = match err {
+        ApiError::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, (header::RETRY_AFTER, "5")),
+        _ => (StatusCode::UNAUTHORIZED, (header::WWW_AUTHENTICATE, "Bearer")),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(challenge.0, HeaderValue::from_static(challenge.1));
     response
 }

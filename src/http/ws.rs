@@ -73,7 +73,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
             Ok(None) => return,
             Err(_) => return close(&mut sink, 4408, "Connection initialisation timeout").await,
         };
-    let session = match authenticate(&state.keys, &init) {
+    let session = match authenticate(&state.keys, &init).await {
         Ok(session) => session,
         Err((code, reason)) => return close(&mut sink, code, reason).await,
     };
@@ -221,7 +221,7 @@ async fn first_text(
 }
 
 /// Checks the `connection_init` message; a refusal is a close code and reason.
-fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'static str)> {
+async fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'static str)> {
     let message: Value = serde_json::from_str(init).map_err(|_| (4400, "Bad request"))?;
     if message["type"] != "connection_init" {
         return Err((4401, "Unauthorized: send connection_init first"));
@@ -233,7 +233,9 @@ fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'static st
         })
         .and_then(|(_, value)| value.as_str())
         .ok_or((4401, "Unauthorized: connection_init needs an authorization"))?;
-    keys.verify_authorization(authorization).map_err(|err| match err {
+    keys.verify_authorization(authorization).await.map_err(|err| match err {
+        // 1013 Try Again Later: the server cannot verify any token yet.
+        ApiError::KeysUnavailable => (1013, "Try again later: signing keys not loaded"),
         ApiError::Unauthenticated { refusal: TokenRefusal::Expired, .. } => {
             (4403, "Forbidden: token expired")
         }

@@ -23,8 +23,8 @@ fn temp_sqlite_url() -> (String, std::path::PathBuf) {
     (format!("sqlite://{}?mode=rwc", path.display()), path)
 }
 
-#[test]
-fn token_mints_a_verifiable_token_for_the_user() {
+#[tokio::test]
+async fn token_mints_a_verifiable_token_for_the_user() {
     let user = Uuid::new_v4();
     let output = deployql()
         .args(["token", "--user", &user.to_string(), "--ttl", "2h"])
@@ -34,7 +34,7 @@ fn token_mints_a_verifiable_token_for_the_user() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let token = String::from_utf8(output.stdout).expect("utf-8");
     let keys = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
-    assert_eq!(keys.verify(token.trim()).expect("valid token").0, user);
+    assert_eq!(keys.verify(token.trim()).await.expect("valid token").0, user);
 }
 
 #[test]
@@ -96,7 +96,10 @@ fn dev_mode_serves_demo_data_with_a_printed_token() {
         assert!(nodes.iter().any(|n| n["health"] == health), "no {health} demo deployment: {body}");
     }
     let keys_user = JwtKeys::new(&JwtSecret::parse(SECRET).expect("secret"));
-    assert!(keys_user.verify(&token).is_err(), "dev mode must not use a fixed secret");
+    assert!(
+        runtime.block_on(keys_user.verify(&token)).is_err(),
+        "dev mode must not use a fixed secret"
+    );
 
     // GraphiQL shows the token in its Headers tab; a local frontend may call the API.
     let client = reqwest::Client::new();
