@@ -4,7 +4,7 @@
 //! leave another user's status lookups within 3× of their idle p50.
 
 // The API suite's helpers, shared; this binary uses a few of them.
-#![allow(unreachable_pub, dead_code)]
+#![allow(unreachable_pub, dead_code, unused_imports)]
 
 #[path = "api/helpers/mod.rs"]
 mod helpers;

@@ -195,10 +195,10 @@ fn max_age(headers: &HeaderMap) -> Duration {
         let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
         if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
             max_age = Some(Duration::ZERO);
-        } else if name.eq_ignore_ascii_case("max-age") {
-            if let Ok(seconds) = value.trim_matches('"').parse::<u64>() {
-                max_age = max_age.or(Some(Duration::from_secs(seconds)));
-            }
+        } else if name.eq_ignore_ascii_case("max-age")
+            && let Ok(seconds) = value.trim_matches('"').parse::<u64>()
+        {
+            max_age = max_age.or(Some(Duration::from_secs(seconds)));
         }
     }
     max_age.unwrap_or(DEFAULT_MAX_AGE).clamp(MIN_MAX_AGE, MAX_MAX_AGE)

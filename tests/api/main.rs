@@ -48,6 +48,7 @@ mod live_load;
 mod live_postgres;
 mod logging;
 mod mutations;
+mod provider_tokens;
 mod read_path;
 mod relay;
 mod resilience;

@@ -10,9 +10,11 @@ mod app;
 mod client;
 mod database;
 mod process;
+mod provider;
 mod seed;
 
 pub use app::*;
 pub use client::*;
 pub use process::*;
+pub use provider::*;
 pub use seed::*;

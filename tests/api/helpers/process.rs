@@ -34,27 +34,56 @@ impl ServerProcess {
 
     /// Starts a server with extra environment variables (`CORS_ALLOWED_ORIGINS`, ...).
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let env = [&[("JWT_SECRET", SECRET)], env].concat();
+        let server = Self::spawn(database_url, &env, std::process::Stdio::inherit());
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts a server that verifies tokens as `env` says (`JWKS_URL`, ...),
+    /// without a shared secret, logging to `log`, and does not wait for it.
+    pub fn spawn_with_log(database_url: &str, env: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let log = std::fs::File::create(log).expect("log file");
+        Self::spawn(database_url, env, log.into())
+    }
+
+    fn spawn(database_url: &str, env: &[(&str, &str)], stderr: std::process::Stdio) -> Self {
         let addr = free_addr();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
             .arg("serve")
+            .env_remove("JWT_SECRET")
             .env("DATABASE_URL", database_url)
-            .env("JWT_SECRET", SECRET)
             .env("LISTEN_ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start deployql");
-        let server = Self { child: KillOnDrop(child), addr };
+        Self { child: KillOnDrop(child), addr }
+    }
+
+    /// Waits up to 10 s for `/readyz` to answer 200.
+    pub async fn wait_ready(&self) {
+        assert!(
+            self.ready_within(Duration::from_secs(10)).await,
+            "deployql on {} did not become ready",
+            self.addr
+        );
+    }
+
+    /// Whether `/readyz` answers 200 within `within`.
+    pub async fn ready_within(&self, within: Duration) -> bool {
         let client = reqwest::Client::new();
-        for _ in 0..100 {
-            let ready = client.get(format!("http://{addr}/readyz")).send().await;
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            let ready = client.get(format!("http://{}/readyz", self.addr)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
-                return server;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("deployql on {addr} did not become ready");
+        false
     }
 
     /// Starts a dev-mode server (no `JWT_SECRET`) and returns it with the
