@@ -3,7 +3,10 @@
 //! so no key is ever used as another kind of key (RS256's public key as an
 //! HS256 secret, say).
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use jsonwebtoken::{
     Algorithm, DecodingKey,
@@ -46,10 +49,15 @@ impl std::fmt::Debug for VerifyingKey {
     }
 }
 
+/// Numbers each key set built, so a cached verification can tell whether
+/// the keys it was made with are still the ones in use.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
 /// The keys tokens may be signed with.
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Arc<VerifyingKey>>,
+    generation: u64,
     /// A single configured key verifies whatever `kid` a token names.
     ignores_kid: bool,
 }
@@ -136,11 +144,16 @@ impl KeySet {
             return Err(format!("none of its {total} keys is a signing key deployql can use"));
         }
         let skipped = total - keys.len();
-        Ok((Self { keys, ignores_kid: false }, skipped))
+        Ok((Self { keys, generation: next_generation(), ignores_kid: false }, skipped))
     }
 
     fn single(key: VerifyingKey) -> Self {
-        Self { keys: vec![Arc::new(key)], ignores_kid: true }
+        Self { keys: vec![Arc::new(key)], generation: next_generation(), ignores_kid: true }
+    }
+
+    /// Different for every key set built.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {
@@ -168,6 +181,10 @@ impl KeySet {
     pub fn knows(&self, kid: &str) -> bool {
         matches!(self.find(Some(kid)), Lookup::Found(_)) && !self.ignores_kid
     }
+}
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A JWK as a verifying key, with the algorithms its type (and `alg`, when

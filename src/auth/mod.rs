@@ -7,6 +7,7 @@
 mod claims;
 mod jwks;
 mod keys;
+mod verified;
 
 pub use self::{claims::ClaimRules, jwks::Jwks, keys::KeySet};
 
@@ -25,7 +26,10 @@ use uuid::Uuid;
 pub use crate::error::TokenRefusal;
 use crate::{config::JwtSecret, error::ApiError, ids::UserId};
 
-use self::keys::{Lookup, VerifyingKey};
+use self::{
+    keys::{Lookup, VerifyingKey},
+    verified::Verified,
+};
 
 /// Clock skew tolerated on `exp` and `nbf` unless configured otherwise.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -72,6 +76,8 @@ pub struct JwtKeys {
     rules: ClaimRules,
     /// Present only with a shared secret: deployql signs nothing else.
     encoding: Option<EncodingKey>,
+    /// Tokens verified under these rules; rebuilt when the rules change.
+    verified: Arc<Verified>,
 }
 
 impl fmt::Debug for JwtKeys {
@@ -87,28 +93,30 @@ impl JwtKeys {
             source: KeySource::Fixed(Arc::new(KeySet::secret(secret))),
             rules: ClaimRules::default(),
             encoding: Some(EncodingKey::from_secret(secret.expose())),
+            verified: Arc::default(),
         }
     }
 
     /// One provider key, given as a PEM public key.
     pub fn public_key(pem: &str) -> Result<Self, String> {
         let keys = KeySet::from_pem(pem)?;
-        Ok(Self {
-            source: KeySource::Fixed(Arc::new(keys)),
-            rules: ClaimRules::default(),
-            encoding: None,
-        })
+        Ok(Self::with_source(KeySource::Fixed(Arc::new(keys))))
     }
 
     /// A provider's key set (see [`Jwks::keep_fresh`]).
     pub fn jwks(jwks: Arc<Jwks>) -> Self {
-        Self { source: KeySource::Jwks(jwks), rules: ClaimRules::default(), encoding: None }
+        Self::with_source(KeySource::Jwks(jwks))
+    }
+
+    fn with_source(source: KeySource) -> Self {
+        Self { source, rules: ClaimRules::default(), encoding: None, verified: Arc::default() }
     }
 
     /// Sets what tokens must claim: issuer, audience, the user's claim.
     #[must_use]
     pub fn with_rules(mut self, rules: ClaimRules) -> Self {
         self.rules = rules;
+        self.verified = Arc::default();
         self
     }
 
@@ -116,6 +124,7 @@ impl JwtKeys {
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.rules = self.rules.with_leeway(leeway);
+        self.verified = Arc::default();
         self
     }
 
@@ -148,8 +157,26 @@ impl JwtKeys {
         self.verify_session(token).await.map(|session| session.user)
     }
 
-    /// Verifies a raw token and returns its user and when it expires.
+    /// Verifies a raw token and returns its user and when it expires; the
+    /// same token again, under the same keys, is a lookup.
     pub async fn verify_session(&self, token: &str) -> Result<Session, ApiError> {
+        let digest = verified::digest(token);
+        let generation = match &self.source {
+            KeySource::Fixed(keys) => Some(keys.generation()),
+            KeySource::Jwks(jwks) => jwks.keys().map(|keys| keys.generation()),
+        };
+        if let Some(session) = generation.and_then(|g| self.verified.get(&digest, g)) {
+            return Ok(session);
+        }
+        let session = self.verify_signed(token).await?;
+        if let Some(generation) = generation {
+            self.verified.insert(digest, session, generation);
+        }
+        Ok(session)
+    }
+
+    /// Checks a token's signature and claims.
+    async fn verify_signed(&self, token: &str) -> Result<Session, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| refusal_of(token, err.kind(), &self.rules))?;
         // `jku`, `x5u`, `jwk` and `x5c` are never read: keys come only from
