@@ -147,6 +147,14 @@ pub struct Config {
     /// changes within it is coalesced (the last state always arrives).
     #[arg(long, env, global = true, default_value = "100ms", value_parser = parse_duration)]
     pub live_coalesce_interval: Duration,
+    /// Subscriptions one user may run on this instance.
+    #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions_per_user,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_subscriptions_per_user: usize,
+    /// Subscriptions this instance runs in all (memory: see BENCHMARKS.md).
+    #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_subscriptions: usize,
 }
 
 /// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
@@ -187,6 +195,10 @@ pub struct Limits {
     pub ws_init_timeout: Duration,
     /// Shortest interval between two messages of one subscription.
     pub coalesce_interval: Duration,
+    /// Subscriptions of one user on this instance.
+    pub subscriptions_per_user: usize,
+    /// Subscriptions of this instance in all.
+    pub subscriptions: usize,
     /// Lexical tokens of one document, counted before it is parsed.
     pub tokens: usize,
     /// Deepest nesting of ordinary fields.
@@ -236,6 +248,8 @@ impl Default for Limits {
             queue_timeout: Duration::from_secs(2),
             ws_init_timeout: Duration::from_secs(10),
             coalesce_interval: Duration::from_millis(100),
+            subscriptions_per_user: 1_000,
+            subscriptions: 50_000,
             // The standard introspection query has about 300; a full status
             // page about 60.
             tokens: 10_000,
@@ -305,6 +319,8 @@ impl Config {
             queue_timeout: self.queue_timeout,
             ws_init_timeout: self.ws_init_timeout,
             coalesce_interval: self.live_coalesce_interval,
+            subscriptions_per_user: self.max_subscriptions_per_user,
+            subscriptions: self.max_subscriptions,
             statements_per_request: self.max_statements_per_request,
             ..Limits::default()
         }

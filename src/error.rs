@@ -40,6 +40,8 @@ pub mod codes {
     pub const TOO_MANY_OPERATIONS: &str = "TOO_MANY_OPERATIONS";
     /// The server (or its database) cannot take the request now: retry shortly.
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+    /// This user already runs as many subscriptions on the server as allowed.
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).
@@ -103,6 +105,14 @@ pub enum ApiError {
     /// loaded yet, so no token can be verified; the request may be retried.
     #[error("the identity provider's signing keys are not loaded yet; retry shortly")]
     KeysUnavailable,
+    /// `TOO_MANY_SUBSCRIPTIONS`: the user runs as many subscriptions on this
+    /// instance as allowed (`MAX_SUBSCRIPTIONS_PER_USER`).
+    #[error("{0}")]
+    TooManySubscriptions(String),
+    /// `SERVICE_UNAVAILABLE`: this instance is at a capacity bound (such as
+    /// `MAX_SUBSCRIPTIONS`); the request may be retried, here or elsewhere.
+    #[error("{0}")]
+    Busy(String),
     /// `INTERNAL_SERVER_ERROR`: the cause is logged, the client sees a generic message.
     #[error("internal server error")]
     Internal(Arc<DbErr>),
@@ -115,7 +125,10 @@ impl ApiError {
             Self::DeploymentNotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::Unavailable(_) | Self::KeysUnavailable => codes::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::KeysUnavailable | Self::Busy(_) => {
+                codes::SERVICE_UNAVAILABLE
+            }
+            Self::TooManySubscriptions(_) => codes::TOO_MANY_SUBSCRIPTIONS,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -33,13 +33,19 @@ impl DeploymentSubscription {
         let mut plan = prefetch::plan(&[ctx.look_ahead()]);
         plan.counts = true;
         let uuid = parse_id(&id).extend()?;
-        // Subscribe before reading, so no change between the two is missed.
-        let changes = feed.subscribe();
-        let first = fetch_fresh(&db, user, &id, &plan).await.extend()?;
-        let updates = live::watch::updates(uuid.0, first, changes, feed.interval(), move || {
+        // Subscriptions of this user to this deployment with this plan share
+        // one refetch per change (see `live::watch`).
+        let key = live::GroupKey { user, deployment: uuid.0, selection: format!("{plan:?}") };
+        let refetch = {
             let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
-            async move { fetch_fresh(&db, user, &id, &plan).await }
-        });
-        Ok(updates.map(|state| state.map_err(|err: ApiError| err.extend())))
+            move || {
+                let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
+                async move { fetch_fresh(&db, user, &id, &plan).await }
+            }
+        };
+        // Join before reading, so no change between the two is missed.
+        let watching = feed.router().watch(key, refetch).extend()?;
+        let first = fetch_fresh(&db, user, &id, &plan).await.extend()?;
+        Ok(watching.updates(first).map(|state| state.map_err(|err: ApiError| err.extend())))
     }
 }

@@ -120,7 +120,7 @@ impl AppState {
         self.schema = build_schema_with(limits);
         self.documents = documents(limits);
         self.limits = limits;
-        self.feed = self.feed.with_interval(limits.coalesce_interval);
+        self.feed = ChangeFeed::with(self.db.get_database_backend() != DbBackend::Postgres, limits);
         self.with_slots(limits.in_flight, Some(limits.in_flight_per_user), limits.queue_timeout)
     }
 

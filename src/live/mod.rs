@@ -8,15 +8,12 @@
 pub mod listener;
 pub mod watch;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use self::watch::{Caps, GroupKey, Router, Watching};
 use crate::config::Limits;
-
-/// Events buffered per subscriber before it counts as lagging (and resyncs).
-const FEED_CAPACITY: usize = 4096;
 
 /// Something changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,42 +24,41 @@ pub enum Change {
     Resync,
 }
 
-/// Fans changes out to every subscription of this instance.
+/// Routes changes to the subscriptions of this instance that watch them.
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
-    sender: broadcast::Sender<Change>,
+    router: Arc<Router>,
     /// True where nothing else reports changes (SQLite): mutations publish.
     publish_mutations: bool,
-    /// A subscription sends at most one message per interval.
-    interval: Duration,
 }
 
 impl ChangeFeed {
     pub fn new(publish_mutations: bool) -> Self {
-        let (sender, _) = broadcast::channel(FEED_CAPACITY);
-        Self { sender, publish_mutations, interval: Limits::default().coalesce_interval }
+        Self::with(publish_mutations, Limits::default())
     }
 
-    /// Coalesces each subscription's changes to one message per `interval`.
-    #[must_use]
-    pub fn with_interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
-        self
+    /// A feed whose subscriptions follow `limits`: coalescing interval and caps.
+    pub fn with(publish_mutations: bool, limits: Limits) -> Self {
+        let caps = Caps { per_user: limits.subscriptions_per_user, total: limits.subscriptions };
+        Self { router: Arc::new(Router::new(limits.coalesce_interval, caps)), publish_mutations }
+    }
+
+    /// Where subscriptions join their groups.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
     }
 
     /// The shortest interval between two messages of one subscription.
     pub fn interval(&self) -> Duration {
-        self.interval
+        self.router.interval()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.sender.subscribe()
-    }
-
-    /// Reports a change; with no subscriber it costs nothing.
+    /// Reports a change; it wakes only the groups watching it.
     pub fn send(&self, change: Change) {
-        // An error only means nobody is subscribed.
-        let _ = self.sender.send(change);
+        match change {
+            Change::Deployment(id) => self.router.changed(id),
+            Change::Resync => self.router.resync(),
+        }
     }
 
     /// Called after a mutation commits; a no-op where triggers report changes.
