@@ -268,6 +268,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.database.failures.load(Ordering::Relaxed),
         state.operations.load(Ordering::Relaxed)
     );
+    let router = state.feed.router();
+    body.push_str(&format!(
+        "# HELP deployql_live_subscriptions Subscriptions open on this instance.\n\
+         # TYPE deployql_live_subscriptions gauge\n\
+         deployql_live_subscriptions {}\n\
+         # HELP deployql_live_groups Distinct (user, deployment, selection) groups watched; each refetches once per change.\n\
+         # TYPE deployql_live_groups gauge\n\
+         deployql_live_groups {}\n\
+         # HELP deployql_live_refetches_total Refetches run for changes, each shared by its group.\n\
+         # TYPE deployql_live_refetches_total counter\n\
+         deployql_live_refetches_total {}\n",
+        router.subscriptions(),
+        router.groups(),
+        router.refetches()
+    ));
     if let Some(jwks) = state.keys.jwks_source() {
         let (fetches, failures) = jwks.fetch_counts();
         body.push_str(&format!(

@@ -46,6 +46,7 @@ mod list;
 mod live;
 mod live_load;
 mod live_postgres;
+mod live_scale;
 mod logging;
 mod mutations;
 mod provider_tokens;
