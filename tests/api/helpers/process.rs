@@ -34,8 +34,13 @@ impl ServerProcess {
 
     /// Starts a server with extra environment variables (`CORS_ALLOWED_ORIGINS`, ...).
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_binary(env!("CARGO_BIN_EXE_deployql"), database_url, env).await
+    }
+
+    /// Starts `binary` (another build of deployql, for a side-by-side benchmark).
+    pub async fn start_binary(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
         let env = [&[("JWT_SECRET", SECRET)], env].concat();
-        let server = Self::spawn(database_url, &env, std::process::Stdio::inherit());
+        let server = Self::spawn(binary, database_url, &env, std::process::Stdio::inherit());
         server.wait_ready().await;
         server
     }
@@ -44,12 +49,17 @@ impl ServerProcess {
     /// without a shared secret, logging to `log`, and does not wait for it.
     pub fn spawn_with_log(database_url: &str, env: &[(&str, &str)], log: &std::path::Path) -> Self {
         let log = std::fs::File::create(log).expect("log file");
-        Self::spawn(database_url, env, log.into())
+        Self::spawn(env!("CARGO_BIN_EXE_deployql"), database_url, env, log.into())
     }
 
-    fn spawn(database_url: &str, env: &[(&str, &str)], stderr: std::process::Stdio) -> Self {
+    fn spawn(
+        binary: &str,
+        database_url: &str,
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> Self {
         let addr = free_addr();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+        let child = std::process::Command::new(binary)
             .arg("serve")
             .env_remove("JWT_SECRET")
             .env("DATABASE_URL", database_url)
