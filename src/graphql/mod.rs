@@ -5,6 +5,7 @@ mod completion;
 pub mod connection;
 pub mod deployment;
 mod document;
+mod gated;
 pub mod loaders;
 pub mod mutation;
 pub mod node;
@@ -235,9 +236,12 @@ impl Executor for SessionExecutor {
             }
         };
         let responses = self.schema.execute_stream(self.prepare(request));
-        stream::once(async move { prepared.complete_stream(responses, registry().await) })
-            .flatten()
-            .boxed()
+        let responses =
+            stream::once(async move { prepared.complete_stream(responses, registry().await) })
+                .flatten()
+                .boxed();
+        // Polled only when woken: a socket polls all its streams on any wake.
+        gated::Gated::new(responses).boxed()
     }
 }
 

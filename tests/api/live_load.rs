@@ -14,7 +14,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -110,6 +110,7 @@ async fn write_changes(app: &TestApp, ids: &[Uuid], rate: usize, seconds: usize)
 
 /// Times sequential status lookups until `done`.
 fn time_lookups(
+    failures: Arc<AtomicUsize>,
     addr: std::net::SocketAddr,
     token: String,
     id: Uuid,
@@ -117,11 +118,15 @@ fn time_lookups(
 ) -> tokio::task::JoinHandle<Vec<Duration>> {
     tokio::spawn(async move {
         let mut latencies = Vec::new();
+        let failures = failures.as_ref();
         while !done.load(Ordering::Relaxed) {
             let started = Instant::now();
             let body = post_graphql(addr, &token, LOOKUP, json!({ "id": id })).await;
             latencies.push(started.elapsed());
-            assert!(body["errors"].is_null(), "{body}");
+            if !body["errors"].is_null() {
+                // Counted, not fatal: a previous release's figures include its failures.
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         latencies
@@ -193,7 +198,9 @@ async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users
     // The lookup alone, with changes written but no subscription open.
     let baseline_seconds = seconds.min(10);
     let done = Arc::new(AtomicBool::new(false));
-    let lookups = time_lookups(server.addr, app.token(looker), looked_up, done.clone());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let lookups =
+        time_lookups(failures.clone(), server.addr, app.token(looker), looked_up, done.clone());
     write_changes(&app, &all, rate, baseline_seconds).await;
     done.store(true, Ordering::Relaxed);
     let mut alone = lookups.await.expect("lookups");
@@ -245,7 +252,8 @@ async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users
         cpu_time(&server),
     );
 
-    let lookups = time_lookups(server.addr, app.token(looker), looked_up, done.clone());
+    let lookups =
+        time_lookups(failures.clone(), server.addr, app.token(looker), looked_up, done.clone());
     let changes = write_changes(&app, &watched, rate, seconds).await;
     // Give the last changes a second to arrive, then stop the readers.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -275,13 +283,15 @@ async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users
          p99 {p99:?}, max {max:?}; {:.2} statements and {:.2} refetches per change; server CPU \
          {cpu:?} ({:.2} ms per change); RSS {subscribed_rss} MiB subscribed, {end_rss} MiB after, \
          peak {peak_rss} MiB; another user's status lookup p50 {beside_p50:?} p99 {beside_p99:?} \
-         (no subscriptions: p50 {alone_p50:?} p99 {alone_p99:?})",
+         (no subscriptions: p50 {alone_p50:?} p99 {alone_p99:?}); {} lookups failed",
         statements as f64 / changes as f64,
         refetches as f64 / changes as f64,
         cpu.as_secs_f64() * 1e3 / changes as f64,
+        failures.load(Ordering::Relaxed),
     );
     assert_eq!(delivered, expected, "every change reaches every subscriber");
     assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "every status lookup answered");
     if binary == env!("CARGO_BIN_EXE_deployql") {
         assert_eq!(groups as usize, watched, "one group per deployment and selection");
         assert!(statements <= changes as u64, "at most one statement per change: {statements}");
