@@ -249,7 +249,7 @@ impl Default for Limits {
             ws_init_timeout: Duration::from_secs(10),
             coalesce_interval: Duration::from_millis(100),
             subscriptions_per_user: 1_000,
-            subscriptions: 50_000,
+            subscriptions: 20_000,
             // The standard introspection query has about 300; a full status
             // page about 60.
             tokens: 10_000,
