@@ -104,7 +104,8 @@ pub async fn serve(config: Config) -> AppResult<()> {
         .with_limits(config.limits())
         .with_cors(&config.cors_allowed_origins, dev);
     if state.db.get_database_backend() == DbBackend::Postgres {
-        tokio::spawn(live::listener::listen(config.database_url.clone(), state.feed.clone()));
+        let (url, feed) = (config.database_url.clone(), state.feed.clone());
+        tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval));
     }
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {

@@ -147,6 +147,10 @@ pub struct Config {
     /// changes within it is coalesced (the last state always arrives).
     #[arg(long, env, global = true, default_value = "100ms", value_parser = parse_duration)]
     pub live_coalesce_interval: Duration,
+    /// How often each instance reads the change log (Postgres): the
+    /// longest a change waits before its subscribers' refetch starts.
+    #[arg(long, env, global = true, default_value = "50ms", value_parser = parse_duration)]
+    pub live_poll_interval: Duration,
     /// Subscriptions one user may run on this instance.
     #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions_per_user,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]

@@ -34,12 +34,17 @@ pub const LIVE_NAME_PER_USER: UniqueIndex = UniqueIndex {
     columns: &["user_id", "name"],
 };
 
-/// The channel the change triggers notify with a deployment's id (migration 3).
+/// The channel the change triggers of migration 3 notified with a
+/// deployment's id (replaced by [`CHANGE_LOG`] in migration 4).
 pub const CHANGE_CHANNEL: &str = "deployql_deployment_changed";
+
+/// The table the change triggers append `(xid, deployment_id)` to (migration 4).
+pub const CHANGE_LOG: &str = "deployql_changes";
 
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
+mod m20261127_000004_capture_changes_in_a_log;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -51,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_deployment_tables::Migration),
             Box::new(m20261126_000002_unique_live_deployment_name::Migration),
             Box::new(m20261126_000003_notify_deployment_changes::Migration),
+            Box::new(m20261127_000004_capture_changes_in_a_log::Migration),
         ]
     }
 }

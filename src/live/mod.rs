@@ -1,14 +1,21 @@
 //! Live updates: a feed of "deployment X changed" events and the
 //! subscription streams built on it.
 //!
-//! On Postgres the feed is filled by [`listener::listen`] from triggers, so
-//! it sees every writer and every instance; on SQLite (one process) the
-//! server's own mutations publish into it.
+//! On Postgres the feed is filled by [`capture::read_changes`] from the
+//! change log the triggers write, so it sees every writer and every
+//! instance; on SQLite (one process) the server's own mutations publish
+//! into it.
 
-pub mod listener;
+pub mod capture;
 pub mod watch;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use uuid::Uuid;
 
@@ -30,6 +37,9 @@ pub struct ChangeFeed {
     router: Arc<Router>,
     /// True where nothing else reports changes (SQLite): mutations publish.
     publish_mutations: bool,
+    /// Whether changes flow: at once on SQLite, after the change reader's
+    /// first read on Postgres (`/readyz` waits for it).
+    live: Arc<AtomicBool>,
 }
 
 impl ChangeFeed {
@@ -40,7 +50,18 @@ impl ChangeFeed {
     /// A feed whose subscriptions follow `limits`: coalescing interval and caps.
     pub fn with(publish_mutations: bool, limits: Limits) -> Self {
         let caps = Caps { per_user: limits.subscriptions_per_user, total: limits.subscriptions };
-        Self { router: Arc::new(Router::new(limits.coalesce_interval, caps)), publish_mutations }
+        let router = Arc::new(Router::new(limits.coalesce_interval, caps));
+        Self { router, publish_mutations, live: Arc::new(AtomicBool::new(publish_mutations)) }
+    }
+
+    /// Whether changes reach subscriptions yet.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Called by the change reader once it has read.
+    pub fn mark_live(&self) {
+        self.live.store(true, Ordering::Relaxed);
     }
 
     /// Where subscriptions join their groups.

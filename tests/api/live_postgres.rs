@@ -35,6 +35,9 @@ async fn until(ws: &mut WsClient, limit: Duration, wanted: impl Fn(&Value) -> bo
 async fn watch_new_deployment(app: &TestApp, server: &ServerProcess) -> (Uuid, WsClient) {
     let user = Uuid::new_v4();
     let id = app.insert(user, NewDeployment::default()).await;
+    // The insert's own changes reach the server within a read of the log;
+    // let them pass before watching, so they are not taken for later ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
     ws.init_with_token(&app.token(user)).await;
     ws.subscribe("1", WATCH, json!({ "id": id })).await;
@@ -144,7 +147,7 @@ async fn a_burst_of_replica_updates_ends_on_the_last_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_listener_survives_its_connection_being_killed() {
+async fn the_change_reader_survives_its_connection_being_killed() {
     let Some(app) = TestApp::postgres().await else { return };
     let url = app.postgres_url().expect("postgres");
     let server = ServerProcess::start(&url).await;
@@ -155,7 +158,7 @@ async fn the_listener_survives_its_connection_being_killed() {
     let listeners = |action: &str| {
         format!(
             "SELECT {action} FROM pg_stat_activity \
-             WHERE application_name = 'deployql-listener' AND datname = '{database}'"
+             WHERE application_name = 'deployql-changes' AND datname = '{database}'"
         )
     };
     let rows = |sql: String| {
@@ -165,14 +168,14 @@ async fn the_listener_survives_its_connection_being_killed() {
             db.query_all_raw(statement).await.expect("pg_stat_activity").len()
         }
     };
-    // The listener connects just after the server answers; wait for it.
+    // The reader connects just after the server answers; wait for it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while rows(listeners("pid")).await == 0 {
-        assert!(Instant::now() < deadline, "the listener never connected");
+        assert!(Instant::now() < deadline, "the change reader never connected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(rows(listeners("pg_terminate_backend(pid)")).await, 1, "one listener killed");
-    // Changed while the listener is down: the resync after reconnecting delivers it.
+    assert_eq!(rows(listeners("pg_terminate_backend(pid)")).await, 1, "one reader killed");
+    // Changed while the reader is down: the resync after reconnecting delivers it.
     sql(&app, &format!("UPDATE deployment_replicas SET container_id = 'after-kill' WHERE deployment_id = '{id}'")).await;
     until(&mut ws, Duration::from_secs(5), |p| {
         field(p, "replicas")[0]["containerId"] == "after-kill"
@@ -199,6 +202,7 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
     let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
     let user = Uuid::new_v4();
     let id = app.insert(user, NewDeployment { target: 1, history: 2, ..Default::default() }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
     ws.init_with_token(&app.token(user)).await;
     let watch = "subscription($id: ID!) { deploymentUpdated(id: $id) { id health
@@ -217,4 +221,55 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
     until(&mut ws, SECOND, |p| field(p, "health") == "UNHEALTHY").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(statements_run(&server).await - before, 1, "one refetch per change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_committed_after_a_later_one_still_arrives() {
+    use sea_orm::TransactionTrait;
+    let Some(app) = TestApp::postgres().await else { return };
+    let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
+    let (a_id, mut watch_a) = watch_new_deployment(&app, &server).await;
+    let (b_id, mut watch_b) = watch_new_deployment(&app, &server).await;
+    let container = |id: Uuid, value: &str| {
+        format!(
+            "UPDATE deployment_replicas SET container_id = '{value}' WHERE deployment_id = '{id}'"
+        )
+    };
+    // A writes first, so its transaction id is the lower one, and stays open.
+    let a = app.db.begin().await.expect("begin a");
+    a.execute_unprepared(&container(a_id, "from-a")).await.expect("write a");
+    // B writes later and commits first; the reader reads past it.
+    let b = app.db.begin().await.expect("begin b");
+    b.execute_unprepared(&container(b_id, "from-b")).await.expect("write b");
+    b.commit().await.expect("commit b");
+    until(&mut watch_b, SECOND, |p| field(p, "replicas")[0]["containerId"] == "from-b").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A commits now: its change, older than B's, still reaches A's watcher.
+    a.commit().await.expect("commit a");
+    until(&mut watch_a, SECOND, |p| field(p, "replicas")[0]["containerId"] == "from-a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
+    use migration::MigratorTrait;
+    let Some(app) = TestApp::postgres().await else { return };
+    let triggers = || {
+        let db = app.db.clone();
+        async move {
+            let sql = "SELECT tgname::text AS name FROM pg_trigger \
+                       WHERE tgrelid = 'deployment_replicas'::regclass AND NOT tgisinternal";
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            let rows = db.query_all_raw(statement).await.expect("triggers");
+            rows.iter()
+                .map(|row| row.try_get::<String>("", "name").expect("name"))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
+    // The documented rollback: migration 4 down restores the notify trigger.
+    migration::Migrator::down(&app.db, Some(1)).await.expect("down");
+    assert_eq!(triggers().await, ["deployment_replicas_notify"]);
+    // And `deployql migrate` moves it forward again.
+    migration::Migrator::up(&app.db, None).await.expect("up");
+    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
 }

@@ -1,0 +1,213 @@
+//! The Postgres change reader. Triggers append `(xid, deployment_id)` to the
+//! change log (migration 4) for every write by anyone; each instance reads
+//! the rows that became visible since its last read, on one dedicated
+//! connection, every `LIVE_POLL_INTERVAL`.
+//!
+//! Rows become visible at their transaction's commit, not in the order they
+//! were written, so a cursor on row order would skip a transaction that
+//! committed after a later one. The cursor is the last read's snapshot
+//! instead: the rows visible now and not then are exactly those of the
+//! transactions that snapshot saw in progress (`xip`) or had not begun
+//! (`xid >= xmax`). Every read happens in one statement, whose snapshot it
+//! also returns. After a lost connection, a crash (the log is UNLOGGED) or
+//! a pause long enough for rows to have been pruned, the reader cannot tell
+//! what it missed and sends [`Change::Resync`]: every watched deployment is
+//! read again.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use sea_orm::sqlx::{
+    self, Row,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+};
+use uuid::Uuid;
+
+use super::{Change, ChangeFeed};
+
+/// The change log's table.
+pub const LOG: &str = migration::CHANGE_LOG;
+/// How the reader's connection shows in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "deployql-changes";
+
+/// Rows are kept this long after every transaction before them ended; a
+/// reader that has not read for half of it resyncs.
+const RETENTION: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A snapshot's bounds: every transaction below `xmin` had ended; from
+/// `xmax` up none had begun; `in_progress` lists those in between not yet ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    in_progress: Vec<u64>,
+}
+
+impl FromStr for Snapshot {
+    type Err = String;
+
+    /// Postgres' text form: `xmin:xmax:xip,xip,...`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut parts = text.split(':');
+        let number = |part: Option<&str>| {
+            part.and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| format!("bad snapshot `{text}`"))
+        };
+        let (xmin, xmax) = (number(parts.next())?, number(parts.next())?);
+        let in_progress = match parts.next() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|xid| xid.parse().map_err(|_| format!("bad snapshot `{text}`")))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self { xmin, xmax, in_progress })
+    }
+}
+
+impl Snapshot {
+    /// `in_progress` as a Postgres array literal.
+    fn in_progress_array(&self) -> String {
+        let xids: Vec<String> = self.in_progress.iter().map(u64::to_string).collect();
+        format!("{{{}}}", xids.join(","))
+    }
+}
+
+/// The rows visible now that the snapshot `($1, $2)` (xmax and in-progress
+/// list) did not see, and the current snapshot, in one statement.
+fn read_statement() -> String {
+    format!(
+        "SELECT s.snapshot::text, c.deployment_id::text \
+         FROM (SELECT pg_current_snapshot() AS snapshot) s \
+         LEFT JOIN {LOG} c ON c.xid >= ($1::text)::xid8 OR c.xid = ANY(($2::text)::xid8[])"
+    )
+}
+
+/// Reads the change log into `feed` forever, every `interval`.
+pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Duration) {
+    let options = match PgConnectOptions::from_str(&database_url) {
+        Ok(options) => options.application_name(APPLICATION_NAME),
+        Err(err) => {
+            tracing::error!(error = %err, "live updates disabled: bad DATABASE_URL");
+            return;
+        }
+    };
+    let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+    let mut reader = Reader { read: read_statement(), ..Reader::default() };
+    let mut backoff = Duration::from_millis(100);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match reader.read(&pool, &feed).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                if reader.cursor.take().is_some() {
+                    tracing::warn!(error = %err, "cannot read the change log; retrying");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        reader.prune(&pool).await;
+    }
+}
+
+/// Where the reader stands.
+#[derive(Debug, Default)]
+struct Reader {
+    read: String,
+    /// The last read's snapshot, and when it was taken; none after an error.
+    cursor: Option<(Snapshot, Instant)>,
+    /// Past snapshots' `xmin`, to know what every reader has read.
+    horizons: VecDeque<(Instant, u64)>,
+    last_prune: Option<Instant>,
+}
+
+impl Reader {
+    async fn read(&mut self, pool: &PgPool, feed: &ChangeFeed) -> Result<(), sqlx::Error> {
+        // Without a cursor (start, error, or a pause past half the
+        // retention), what happened before is unknown: take a snapshot, read
+        // nothing older, and have every subscriber re-read.
+        let cursor = self.cursor.take().filter(|(_, at)| at.elapsed() < RETENTION / 2);
+        let (xmax, in_progress) = match &cursor {
+            Some((since, _)) => (since.xmax.to_string(), since.in_progress_array()),
+            None => (u64::MAX.to_string(), "{}".to_owned()),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(self.read.as_str()))
+            .bind(xmax)
+            .bind(in_progress)
+            .fetch_all(pool)
+            .await?;
+        let mut snapshot = None;
+        let mut changed = HashSet::new();
+        for row in &rows {
+            snapshot = snapshot.or(row.try_get::<String, _>(0).ok());
+            if let Some(id) =
+                row.try_get::<Option<String>, _>(1)?.and_then(|id| Uuid::parse_str(&id).ok())
+            {
+                changed.insert(id);
+            }
+        }
+        let snapshot: Snapshot = snapshot
+            .ok_or_else(|| sqlx::Error::Protocol("no snapshot returned".into()))?
+            .parse()
+            .map_err(sqlx::Error::Protocol)?;
+        if cursor.is_none() {
+            tracing::info!("reading deployment changes from the change log");
+            feed.send(Change::Resync);
+        }
+        for id in changed {
+            feed.send(Change::Deployment(id));
+        }
+        feed.mark_live();
+        self.horizons.push_back((Instant::now(), snapshot.xmin));
+        self.cursor = Some((snapshot, Instant::now()));
+        Ok(())
+    }
+
+    /// Deletes the rows of transactions that ended more than the retention
+    /// ago: every reader that read since has seen them.
+    async fn prune(&mut self, pool: &PgPool) {
+        if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        let mut horizon = None;
+        while let Some(&(at, xmin)) = self.horizons.front() {
+            if at.elapsed() < RETENTION {
+                break;
+            }
+            horizon = Some(xmin);
+            self.horizons.pop_front();
+        }
+        self.last_prune = Some(Instant::now());
+        let Some(horizon) = horizon else { return };
+        let delete = format!("DELETE FROM {LOG} WHERE xid < ($1::text)::xid8");
+        if let Err(err) =
+            sqlx::query(sqlx::AssertSqlSafe(delete)).bind(horizon.to_string()).execute(pool).await
+        {
+            tracing::warn!(error = %err, "cannot prune the change log");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_parse_from_postgres_text() {
+        assert_eq!(
+            "748:753:748,750".parse(),
+            Ok(Snapshot { xmin: 748, xmax: 753, in_progress: vec![748, 750] })
+        );
+        assert_eq!("753:753:".parse(), Ok(Snapshot { xmin: 753, xmax: 753, in_progress: vec![] }));
+        assert!("garbage".parse::<Snapshot>().is_err());
+        let snapshot = Snapshot { xmin: 1, xmax: 9, in_progress: vec![3, 5] };
+        assert_eq!(snapshot.in_progress_array(), "{3,5}");
+    }
+}
