@@ -257,7 +257,8 @@ async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
         let db = app.db.clone();
         async move {
             let sql = "SELECT tgname::text AS name FROM pg_trigger \
-                       WHERE tgrelid = 'deployment_replicas'::regclass AND NOT tgisinternal";
+                       WHERE tgrelid = 'deployment_replicas'::regclass AND NOT tgisinternal \
+                       ORDER BY tgname";
             let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
             let rows = db.query_all_raw(statement).await.expect("triggers");
             rows.iter()
@@ -265,11 +266,17 @@ async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
+    assert_eq!(
+        triggers().await,
+        ["deployment_replicas_capture", "deployment_replicas_capture_update"]
+    );
     // The documented rollback: migration 4 down restores the notify trigger.
     migration::Migrator::down(&app.db, Some(1)).await.expect("down");
     assert_eq!(triggers().await, ["deployment_replicas_notify"]);
     // And `deployql migrate` moves it forward again.
     migration::Migrator::up(&app.db, None).await.expect("up");
-    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
+    assert_eq!(
+        triggers().await,
+        ["deployment_replicas_capture", "deployment_replicas_capture_update"]
+    );
 }
