@@ -3,10 +3,10 @@
 //! committing transaction that notified on one queue lock: writers lost
 //! 60 % of their throughput (BENCHMARKS.md). Instead, each change appends
 //! the deployment's id and the writing transaction's id to an UNLOGGED
-//! table with no index: a heap append, no WAL, no lock held until commit.
-//! (An index on the transaction id cost writers a few percent more and
-//! bought little: the log holds seconds of changes.) Each deployql
-//! instance reads it by snapshot (see `live::capture` in the server). An
+//! table: no WAL, no lock held until commit. Its one index, on the
+//! transaction id, lets each deployql instance read only what is new, by
+//! snapshot (see `live::capture` in the server); without it, reads scanning
+//! the log cost writers more than the index does (BENCHMARKS.md). An
 //! UPDATE that changes nothing (a heartbeat rewriting the same status)
 //! appends nothing.
 //!
@@ -27,6 +27,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS {log} (
     xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
     deployment_id uuid NOT NULL
 )";
+
+/// Readers ask for the transactions their last snapshot had not seen.
+const INDEX: &str = "CREATE INDEX IF NOT EXISTS {log}_xid ON {log} (xid)";
 
 const FUNCTION: &str = r"
 CREATE OR REPLACE FUNCTION deployql_capture_change() RETURNS trigger
@@ -50,6 +53,7 @@ impl MigrationTrait for Migration {
         }
         let db = manager.get_connection();
         db.execute_unprepared(&LOG.replace("{log}", crate::CHANGE_LOG)).await?;
+        db.execute_unprepared(&INDEX.replace("{log}", crate::CHANGE_LOG)).await?;
         db.execute_unprepared(&FUNCTION.replace("{log}", crate::CHANGE_LOG)).await?;
         for table in TABLES {
             db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {table}_notify ON {table}"))

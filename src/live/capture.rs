@@ -34,11 +34,10 @@ pub const LOG: &str = migration::CHANGE_LOG;
 pub const APPLICATION_NAME: &str = "deployql-changes";
 
 /// Rows are kept this long after every transaction before them ended; a
-/// reader that has not read for half of it resyncs. The log has no index
-/// (writers would pay for it), so each read scans it: kept short, it holds
-/// about 10,000 rows at 1,000 changes/s.
-const RETENTION: Duration = Duration::from_secs(10);
-const PRUNE_EVERY: Duration = Duration::from_secs(2);
+/// reader that has not read for half of it resyncs. Reads go through the
+/// index on `xid`, so the log's length costs them little.
+const RETENTION: Duration = Duration::from_secs(30);
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A snapshot's bounds: every transaction below `xmin` had ended; from
