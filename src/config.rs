@@ -149,7 +149,7 @@ pub struct Config {
     pub live_coalesce_interval: Duration,
     /// How often each instance reads the change log (Postgres): the
     /// longest a change waits before its subscribers' refetch starts.
-    #[arg(long, env, global = true, default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, env, global = true, default_value = "20ms", value_parser = parse_duration)]
     pub live_poll_interval: Duration,
     /// Subscriptions one user may run on this instance.
     #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions_per_user,
