@@ -60,24 +60,8 @@ pub async fn serve(config: Config) -> AppResult<()> {
         }
         _ => false,
     };
-    // Loaded beside the migrations; `/readyz` waits for the keys.
-    let provider_keys = match token_keys {
-        TokenKeys::PublicKeyFile(path) => {
-            let pem = std::fs::read_to_string(path).map_err(|err| {
-                format!("cannot read JWT_PUBLIC_KEY_FILE {}: {err}", path.display())
-            })?;
-            let keys = JwtKeys::public_key(&pem).map_err(|err| {
-                format!("JWT_PUBLIC_KEY_FILE {} is not a usable key: {err}", path.display())
-            })?;
-            Some(keys)
-        }
-        TokenKeys::Jwks(url) => {
-            let jwks = Jwks::new(url.clone())?;
-            tokio::spawn(jwks.clone().keep_fresh());
-            Some(JwtKeys::jwks(jwks))
-        }
-        TokenKeys::Secret(_) | TokenKeys::Unset => None,
-    };
+    // A JWKS loads beside the migrations; `/readyz` waits for its keys.
+    let configured_keys = configured_keys(token_keys)?;
     connect_and_migrate(&config).await?.close().await.ok();
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,
@@ -86,10 +70,9 @@ pub async fn serve(config: Config) -> AppResult<()> {
     let (mut db, readiness) = connect_for_requests(&config, timeouts).await?;
     let statements = StatementCounter::default();
     statements.install(&mut db);
-    let (keys, demo_token) = match (provider_keys, token_keys) {
-        (Some(keys), _) => (keys, None),
-        (None, TokenKeys::Secret(secret)) => (JwtKeys::new(secret), None),
-        (None, _) => dev_mode(&db).await?,
+    let (keys, demo_token) = match configured_keys {
+        Some(keys) => (keys, None),
+        None => dev_mode(&db).await?,
     };
     let rules =
         ClaimRules::new(&config.jwt_issuer, &config.jwt_audience, config.jwt_user_claim.clone());
@@ -123,6 +106,28 @@ pub async fn serve(config: Config) -> AppResult<()> {
     };
     http::serve_app(listener, state, limits, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The keys configuration names (a JWKS starts loading); `None` in dev mode.
+fn configured_keys(token_keys: TokenKeys<'_>) -> AppResult<Option<JwtKeys>> {
+    Ok(match token_keys {
+        TokenKeys::Secret(secret) => Some(JwtKeys::new(secret)),
+        TokenKeys::PublicKeyFile(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|err| {
+                format!("cannot read JWT_PUBLIC_KEY_FILE {}: {err}", path.display())
+            })?;
+            let keys = JwtKeys::public_key(&pem).map_err(|err| {
+                format!("JWT_PUBLIC_KEY_FILE {} is not a usable key: {err}", path.display())
+            })?;
+            Some(keys)
+        }
+        TokenKeys::Jwks(url) => {
+            let jwks = Jwks::new(url.clone())?;
+            tokio::spawn(jwks.clone().keep_fresh());
+            Some(JwtKeys::jwks(jwks))
+        }
+        TokenKeys::Unset => None,
+    })
 }
 
 /// No JWT_SECRET: a random secret for this run, demo data, and a demo token.

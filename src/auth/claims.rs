@@ -7,23 +7,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{DEFAULT_LEEWAY, TokenRefusal, refused};
+use super::{DEFAULT_LEEWAY, TokenRefusal, keys::ALGORITHMS, refused};
 use crate::{config::UserClaim, error::ApiError, ids::UserId};
-
-/// Every algorithm a verifying key may take; each has its validation
-/// prepared once, so verifying a token builds nothing.
-const ALGORITHMS: [Algorithm; 10] = [
-    Algorithm::HS256,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 /// The claims rules of one configuration.
 #[derive(Debug, Clone)]
@@ -47,6 +32,8 @@ impl ClaimRules {
             issuers.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
         let audiences: Vec<&str> =
             audiences.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+        // One validation per algorithm a key may take, prepared once, so
+        // verifying a token builds nothing.
         let validations = ALGORITHMS
             .iter()
             .map(|&algorithm| {

@@ -18,14 +18,25 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned, der::DecodePem};
 use super::{TokenRefusal, refused};
 use crate::{config::JwtSecret, error::ApiError};
 
-const RSA_FAMILY: [Algorithm; 6] = [
+/// Every algorithm a verifying key may take: HS256 (the shared secret), the
+/// RSA family, ES256, ES384 and EdDSA.
+pub(super) const ALGORITHMS: [Algorithm; 10] = [
+    Algorithm::HS256,
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
 ];
+
+/// The algorithms an RSA key verifies (PKCS#1 v1.5 and PSS).
+fn rsa_family() -> &'static [Algorithm] {
+    &ALGORITHMS[1..7]
+}
 
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -195,7 +206,7 @@ fn verifying_key(jwk: &Jwk) -> Option<VerifyingKey> {
         return None;
     }
     let family: Vec<Algorithm> = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => RSA_FAMILY.to_vec(),
+        AlgorithmParameters::RSA(_) => rsa_family().to_vec(),
         AlgorithmParameters::EllipticCurve(params) => match params.curve {
             EllipticCurve::P256 => vec![Algorithm::ES256],
             EllipticCurve::P384 => vec![Algorithm::ES384],
@@ -256,7 +267,7 @@ mod tests {
         let document = json!({ "keys": [rsa, rsa_pinned, ed] }).to_string();
         let (keys, skipped) = KeySet::from_jwks(document.as_bytes())?;
         assert_eq!((keys.len(), skipped), (3, 0));
-        assert_eq!(algorithms(&keys, "r"), Some(RSA_FAMILY.to_vec()));
+        assert_eq!(algorithms(&keys, "r"), Some(rsa_family().to_vec()));
         assert_eq!(algorithms(&keys, "p"), Some(vec![Algorithm::PS256]));
         assert_eq!(algorithms(&keys, "e"), Some(vec![Algorithm::EdDSA]));
         assert!(algorithms(&keys, "missing").is_none());

@@ -341,6 +341,8 @@ mod tests {
 
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     const CAPS: Caps = Caps { per_user: 1_000, total: 10_000 };
 
     fn router() -> Arc<Router> {
@@ -377,17 +379,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn watchers_of_one_selection_share_one_refetch_and_users_never_share() {
+    async fn watchers_of_one_selection_share_one_refetch_and_users_never_share() -> TestResult {
         let router = router();
         let (alice, bob, id) = (UserId(Uuid::new_v4()), UserId(Uuid::new_v4()), Uuid::new_v4());
         let (calls, bob_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-        let mut streams: Vec<_> = (0..100)
-            .map(|_| {
-                Box::pin(router.watch(key(alice, id), counting(&calls)).expect("watch").updates(0))
-            })
-            .collect();
-        let mut bobs =
-            Box::pin(router.watch(key(bob, id), counting(&bob_calls)).expect("watch").updates(0));
+        let mut streams = (0..100)
+            .map(|_| Ok(Box::pin(router.watch(key(alice, id), counting(&calls))?.updates(0))))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let mut bobs = Box::pin(router.watch(key(bob, id), counting(&bob_calls))?.updates(0));
         for stream in &mut streams {
             assert_eq!(stream.next().await.and_then(Result::ok), Some(0));
         }
@@ -402,14 +401,14 @@ mod tests {
         assert_eq!(bobs.next().await.and_then(Result::ok), Some(1));
         assert_eq!(calls.load(Ordering::SeqCst), 1, "100 watchers, 50 changes: one refetch");
         assert_eq!(bob_calls.load(Ordering::SeqCst), 1, "another user: a refetch of their own");
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_reader_gets_the_latest_state_not_a_queue() {
+    async fn a_slow_reader_gets_the_latest_state_not_a_queue() -> TestResult {
         let (router, user, id) = (router(), UserId(Uuid::new_v4()), Uuid::new_v4());
         let calls = Arc::new(AtomicU32::new(0));
-        let mut slow =
-            Box::pin(router.watch(key(user, id), counting(&calls)).expect("watch").updates(0));
+        let mut slow = Box::pin(router.watch(key(user, id), counting(&calls))?.updates(0));
         assert_eq!(slow.next().await.and_then(Result::ok), Some(0));
         for _ in 0..5 {
             router.changed(id);
@@ -417,31 +416,36 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 5, "five separate changes, five states");
         assert_eq!(slow.next().await.and_then(Result::ok), Some(5), "only the latest is kept");
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_resync_wakes_every_group_once_spread_over_time() {
+    async fn a_resync_wakes_every_group_once_spread_over_time() -> TestResult {
         let (router, user) = (router(), UserId(Uuid::new_v4()));
-        let times = Arc::new(Mutex::new(Vec::new()));
-        let _streams: Vec<_> = (0..10)
+        let (fetched, mut fetches) = tokio::sync::mpsc::unbounded_channel();
+        let _streams = (0..10)
             .map(|_| {
-                let times = times.clone();
+                let fetched = fetched.clone();
                 let fetch = move || {
-                    times.lock().expect("times").push(Instant::now());
+                    let _ = fetched.send(Instant::now());
                     std::future::ready(Ok(()))
                 };
-                router.watch(key(user, Uuid::new_v4()), fetch).expect("watch").updates(())
+                Ok(router.watch(key(user, Uuid::new_v4()), fetch)?.updates(()))
             })
-            .collect();
+            .collect::<Result<Vec<_>, ApiError>>()?;
         settle().await;
         let start = Instant::now();
         router.resync();
         tokio::time::sleep(RESYNC_SPREAD * 2).await;
-        let times = times.lock().expect("times").clone();
+        let mut times = Vec::new();
+        while let Ok(at) = fetches.try_recv() {
+            times.push(at);
+        }
         assert_eq!(times.len(), 10, "each group once");
         let spread = times.iter().max().copied().unwrap_or(start)
             - times.iter().min().copied().unwrap_or(start);
         assert!(spread >= RESYNC_SPREAD * 8 / 10, "spread over {spread:?}");
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
@@ -464,10 +468,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_group_ends_with_its_last_watcher() {
+    async fn a_group_ends_with_its_last_watcher() -> TestResult {
         let (router, user, id) = (router(), UserId(Uuid::new_v4()), Uuid::new_v4());
         let calls = Arc::new(AtomicU32::new(0));
-        let watching = router.watch(key(user, id), counting(&calls)).expect("watch");
+        let watching = router.watch(key(user, id), counting(&calls))?;
         assert_eq!(router.groups(), 1);
         drop(watching);
         settle().await;
@@ -475,5 +479,6 @@ mod tests {
         router.changed(id);
         settle().await;
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     helpers::{NewDeployment, TestApp},
-    ws_client::{Event, LEGACY_WS, TRANSPORT_WS, WsClient},
+    ws_client::{Event, LEGACY_WS, TRANSPORT_WS, WsClient, operation_errors},
 };
 
 pub const WATCH: &str = "subscription($id: ID!) { deploymentUpdated(id: $id) { id targetReplicas health replicas { containerId status } } }";
@@ -106,8 +106,7 @@ async fn foreign_unknown_and_malformed_ids_are_not_found() {
             other => panic!("{target}: {other:?}"),
         };
         let payload = &message["payload"];
-        let errors =
-            if message["type"] == "error" { payload.clone() } else { payload["errors"].clone() };
+        let errors = operation_errors(&message);
         assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{target}: {message}");
         assert!(
             payload["data"].is_null() || payload["data"]["deploymentUpdated"].is_null(),

@@ -148,19 +148,6 @@ fn cpu_time(server: &ServerProcess) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-/// A counter or gauge of `server`; 0 when it has none (a previous release).
-async fn metric(server: &ServerProcess, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users() {
     let Some(app) = TestApp::postgres().await else { return };
@@ -245,10 +232,10 @@ async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users
     let (subscribed_rss, _) = server.memory_mb();
     let watched: Vec<Uuid> =
         all.iter().copied().filter(|id| watchers_of.contains_key(id)).collect();
-    let groups = metric(&server, "deployql_live_groups").await;
+    let groups = server.try_metric("deployql_live_groups").await.unwrap_or_default();
     let (statements, refetches, cpu) = (
-        metric(&server, "deployql_sql_statements_total").await,
-        metric(&server, "deployql_live_refetches_total").await,
+        server.try_metric("deployql_sql_statements_total").await.unwrap_or_default(),
+        server.try_metric("deployql_live_refetches_total").await.unwrap_or_default(),
         cpu_time(&server),
     );
 
@@ -264,9 +251,11 @@ async fn live_load_delivers_every_change_to_every_watcher_and_spares_other_users
     }
     let cpu = cpu_time(&server) - cpu;
     let lookups_run = beside.len() as u64;
-    let statements =
-        metric(&server, "deployql_sql_statements_total").await - statements - lookups_run;
-    let refetches = metric(&server, "deployql_live_refetches_total").await - refetches;
+    let statements = server.try_metric("deployql_sql_statements_total").await.unwrap_or_default()
+        - statements
+        - lookups_run;
+    let refetches =
+        server.try_metric("deployql_live_refetches_total").await.unwrap_or_default() - refetches;
 
     let mut latencies = latencies.lock().expect("latencies").clone();
     let delivered = latencies.len();

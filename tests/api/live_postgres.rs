@@ -107,19 +107,11 @@ async fn an_instance_sees_changes_made_through_another_and_by_raw_sql() {
     // A deployment nobody watches costs the watching instance no query.
     let unwatched = app.insert(user, NewDeployment::default()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = statements(&b).await;
+    let before = b.metric("deployql_sql_statements_total").await;
     sql(&app, &format!("UPDATE deployments SET target_replicas = 9 WHERE id = '{unwatched}'"))
         .await;
     assert_eq!(ws.recv(Duration::from_millis(500)).await, Event::Silence);
-    assert_eq!(statements(&b).await, before);
-}
-
-async fn statements(server: &ServerProcess) -> u64 {
-    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await.expect("metrics");
-    let text = metrics.text().await.expect("text");
-    let line =
-        text.lines().find(|l| l.starts_with("deployql_sql_statements_total ")).expect("metric");
-    line.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("a number")
+    assert_eq!(b.metric("deployql_sql_statements_total").await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,16 +178,6 @@ async fn the_change_reader_survives_its_connection_being_killed() {
     until(&mut ws, SECOND, |p| field(p, "targetReplicas") == 7).await;
 }
 
-/// `deployql_sql_statements_total` of `server`, from `/metrics`.
-async fn statements_run(server: &ServerProcess) -> u64 {
-    let url = format!("http://{}/metrics", server.addr);
-    let text = reqwest::get(url).await.expect("metrics").text().await.expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix("deployql_sql_statements_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("deployql_sql_statements_total")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscription_message_is_one_statement_on_postgres() {
     let Some(app) = TestApp::postgres().await else { return };
@@ -207,12 +189,16 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
     ws.init_with_token(&app.token(user)).await;
     let watch = "subscription($id: ID!) { deploymentUpdated(id: $id) { id health
         replicas { status } resources { cpuCores } statusHistory { newStatus } } }";
-    let before = statements_run(&server).await;
+    let before = server.metric("deployql_sql_statements_total").await;
     ws.subscribe("1", watch, json!({ "id": id })).await;
     ws.next_payload(SECOND).await;
-    assert_eq!(statements_run(&server).await - before, 1, "the first message");
+    assert_eq!(
+        server.metric("deployql_sql_statements_total").await - before,
+        1,
+        "the first message"
+    );
 
-    let before = statements_run(&server).await;
+    let before = server.metric("deployql_sql_statements_total").await;
     sql(
         &app,
         &format!("UPDATE deployment_replicas SET status = 'failed' WHERE deployment_id = '{id}'"),
@@ -220,7 +206,11 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
     .await;
     until(&mut ws, SECOND, |p| field(p, "health") == "UNHEALTHY").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(statements_run(&server).await - before, 1, "one refetch per change");
+    assert_eq!(
+        server.metric("deployql_sql_statements_total").await - before,
+        1,
+        "one refetch per change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     helpers::{NewDeployment, ServerProcess, TestApp},
     live::WATCH,
-    ws_client::{Event, TRANSPORT_WS, WsClient},
+    ws_client::{Event, TRANSPORT_WS, WsClient, operation_errors},
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -117,23 +117,9 @@ async fn a_hundred_watchers_cost_what_one_does_and_only_their_deployment_wakes()
     ws.subscribe("1", WATCH, json!({ "id": x })).await;
     let Event::Message(message) = ws.recv(SECOND).await else { panic!("no answer") };
     let payload = &message["payload"];
-    let errors =
-        if message["type"] == "error" { payload.clone() } else { payload["errors"].clone() };
+    let errors = operation_errors(&message);
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND", "{message}");
     assert!(payload["data"].is_null() || payload["data"]["deploymentUpdated"].is_null());
-}
-
-/// A Prometheus counter or gauge of `server`.
-async fn metric(server: &ServerProcess, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,11 +140,11 @@ async fn each_instance_refetches_once_per_change_whatever_its_watchers() {
     }
     let mut before = Vec::new();
     for server in &instances {
-        assert_eq!(metric(server, "deployql_live_subscriptions").await, 70);
-        assert_eq!(metric(server, "deployql_live_groups").await, 2);
+        assert_eq!(server.metric("deployql_live_subscriptions").await, 70);
+        assert_eq!(server.metric("deployql_live_groups").await, 2);
         before.push((
-            metric(server, "deployql_sql_statements_total").await,
-            metric(server, "deployql_live_refetches_total").await,
+            server.metric("deployql_sql_statements_total").await,
+            server.metric("deployql_live_refetches_total").await,
         ));
     }
     let update = format!("UPDATE deployments SET target_replicas = 5 WHERE id = '{x}'");
@@ -170,8 +156,8 @@ async fn each_instance_refetches_once_per_change_whatever_its_watchers() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (server, (statements, refetches)) in instances.iter().zip(before) {
-        let ran = metric(server, "deployql_sql_statements_total").await - statements;
-        let refetched = metric(server, "deployql_live_refetches_total").await - refetches;
+        let ran = server.metric("deployql_sql_statements_total").await - statements;
+        let refetched = server.metric("deployql_live_refetches_total").await - refetches;
         // One refetch for X's 60 watchers, none for Y's; plus this scrape's
         // own nothing (metrics run no SQL).
         assert_eq!((ran, refetched), (1, 1), "statements and refetches on one instance");
@@ -187,9 +173,7 @@ async fn each_instance_refetches_once_per_change_whatever_its_watchers() {
 async fn refusal(ws: &mut WsClient, id: &str, deployment: Uuid) -> Value {
     ws.subscribe(id, WATCH, json!({ "id": deployment })).await;
     let Event::Message(message) = ws.recv(SECOND).await else { panic!("no answer") };
-    let payload = &message["payload"];
-    let errors =
-        if message["type"] == "error" { payload.clone() } else { payload["errors"].clone() };
+    let errors = operation_errors(&message);
     // The refusal ends the operation: a `complete` follows.
     let complete = json!({ "id": id, "type": "complete" });
     assert_eq!(ws.recv(SECOND).await, Event::Message(complete), "after {message}");

@@ -76,18 +76,6 @@ async fn total_count(server: &ServerProcess, token: &str) -> Value {
     body["data"]["deployments"]["totalCount"].clone()
 }
 
-async fn metric(server: &ServerProcess, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -306,7 +294,7 @@ async fn a_jwks_outage_later_keeps_the_last_good_keys() {
     header.kid = Some("unknown".into());
     let claims = claims(Uuid::new_v4());
     assert_refused(&server, &key.sign_with(&header, &claims), "INVALID", "unknown kid").await;
-    assert!(metric(&server, "deployql_jwks_fetch_failures_total").await >= 1);
+    assert!(server.metric("deployql_jwks_fetch_failures_total").await >= 1);
     assert_eq!(
         total_count(&server, &key.sign(&claims)).await,
         0,

@@ -13,6 +13,13 @@ use tokio_tungstenite::{
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const LEGACY_WS: &str = "graphql-ws";
 
+/// The errors an operation's message carries: an `error` message's payload,
+/// or a `next` message's `errors`.
+pub fn operation_errors(message: &Value) -> Value {
+    let payload = &message["payload"];
+    if message["type"] == "error" { payload.clone() } else { payload["errors"].clone() }
+}
+
 #[derive(Debug, PartialEq)]
 pub enum Event {
     Message(Value),

@@ -125,6 +125,20 @@ impl ServerProcess {
         (server, token)
     }
 
+    /// A counter or gauge from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        self.try_metric(name).await.unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+
+    /// A counter or gauge from `/metrics`; `None` when the server has none
+    /// of that name (a previous release, say).
+    pub async fn try_metric(&self, name: &str) -> Option<u64> {
+        let url = format!("http://{}/metrics", self.addr);
+        let text = reqwest::get(url).await.expect("metrics").text().await.expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.0.id()
     }
