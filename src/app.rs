@@ -7,10 +7,11 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{ClaimRules, Jwks, JwtKeys},
-    config::{Config, DEFAULT_DATABASE_URL, JwtSecret, TokenKeys},
+    config::{Config, JwtSecret, TokenKeys},
     db::{self, StatementCounter},
     http, live,
     service::demo,
+    telemetry::Metrics,
 };
 
 pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -43,10 +44,10 @@ async fn connect_for_requests(
 }
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> AppResult<()> {
+pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     let token_keys = config.token_keys()?;
     let dev = match token_keys {
-        TokenKeys::Unset if config.dev || config.database_url == DEFAULT_DATABASE_URL => true,
+        TokenKeys::Unset if config.dev_mode() => true,
         TokenKeys::Unset => {
             return Err(format!(
                 "no way to verify tokens is configured and {} is not the default SQLite file: \
@@ -68,7 +69,7 @@ pub async fn serve(config: Config) -> AppResult<()> {
         statement: config.db_statement_timeout,
     };
     let (mut db, readiness) = connect_for_requests(&config, timeouts).await?;
-    let statements = StatementCounter::default();
+    let statements = StatementCounter::new(metrics);
     statements.install(&mut db);
     let (keys, demo_token) = match configured_keys {
         Some(keys) => (keys, None),

@@ -1,5 +1,6 @@
 //! Command line and environment configuration, read once in `main`.
 
+mod telemetry;
 mod tokens;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -7,6 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+pub use self::telemetry::{LogFormat, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
 /// deployql: the deployment-status GraphQL API.
@@ -159,6 +161,8 @@ pub struct Config {
     #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_subscriptions: usize,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
@@ -310,6 +314,15 @@ impl Config {
                 .into());
         }
         Ok(keys)
+    }
+
+    /// Whether this configuration runs dev mode: asked for, or nothing to
+    /// verify tokens with on the default SQLite file.
+    pub fn dev_mode(&self) -> bool {
+        let no_keys = self.jwt_secret.is_none()
+            && self.jwt_public_key_file.is_none()
+            && self.jwks_url.is_none();
+        no_keys && (self.dev || self.database_url == DEFAULT_DATABASE_URL)
     }
 
     /// The limits this configuration sets.

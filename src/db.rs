@@ -8,24 +8,40 @@ use std::{
     time::Duration,
 };
 
+use crate::telemetry::{Metrics, operation};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbErr,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-/// Counts every SQL statement a connection runs; tests and the benchmark read
-/// it to prove a request's statement budget.
+/// Counts every SQL statement a connection runs, in all (tests and the
+/// benchmark read it to prove a request's statement budget) and in
+/// `metrics` by entry point and per operation (see `telemetry::operation`).
 #[derive(Debug, Clone, Default)]
-pub struct StatementCounter(Arc<AtomicU64>);
+pub struct StatementCounter {
+    total: Arc<AtomicU64>,
+    metrics: Metrics,
+}
 
 impl StatementCounter {
+    /// A counter reporting in `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self { total: Arc::default(), metrics }
+    }
+
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The metrics the statements are reported in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn record(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.statement(operation::statement_run());
     }
 
     /// Counts every statement `db` runs from now on.
@@ -84,6 +100,10 @@ async fn open(
         // connection idle for a while is checked.
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
+        // Every acquire's wait as a debug event: `telemetry` turns them into
+        // the pool's acquire-time histogram (nothing is logged by default).
+        .map_sqlx_postgres_pool_opts(|pool| pool.acquire_time_level(log::LevelFilter::Debug))
+        .map_sqlx_sqlite_pool_opts(|pool| pool.acquire_time_level(log::LevelFilter::Debug))
         // WAL lets readers proceed while a writer commits; the busy timeout makes
         // concurrent writers wait for the lock instead of failing at once.
         .map_sqlx_sqlite_opts(move |opts| {

@@ -11,3 +11,4 @@ pub mod http;
 pub mod ids;
 pub mod live;
 pub mod service;
+pub mod telemetry;

@@ -6,8 +6,8 @@ use deployql::{
     auth::{JwtKeys, MintError},
     config::{Cli, Command, TokenKeys},
     graphql,
+    telemetry::{self, Metrics},
 };
-use tracing_subscriber::EnvFilter;
 
 // Per-request allocations dominated the profile after parsing; mimalloc's
 // thread-local heaps cut their cost (see BENCHMARKS.md).
@@ -17,17 +17,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // sqlx warns on every slow pool acquire; an outage is logged once
-            // per change by the server instead.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx::pool::acquire=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let metrics = Metrics::new();
+    let dev = cli.config.dev_mode();
+    let telemetry = match telemetry::init(&cli.config.telemetry, dev, &metrics) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("deployql: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => app::serve(cli.config).await,
+        Command::Serve => app::serve(cli.config, metrics).await,
         Command::Migrate => app::connect_and_migrate(&cli.config).await.map(|_| ()),
         Command::Schema => {
             print!("{}", graphql::sdl());
@@ -47,6 +47,7 @@ async fn main() -> ExitCode {
             Err(err) => Err(err.into()),
         },
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -22,6 +22,7 @@ use crate::{
         deployments, health,
         plan::{self, Plan},
     },
+    telemetry::Scope,
 };
 
 const MAX_HISTORY: i32 = Limits::MAX_HISTORY;
@@ -167,7 +168,8 @@ pub(crate) async fn fetch_fresh(
     id: &ID,
     plan: &Plan,
 ) -> Result<Deployment, ApiError> {
-    let loaders = Arc::new(super::loaders::for_request(db.clone()));
+    let scope = Scope::current().unwrap_or_else(|| Scope::new("subscription.refetch"));
+    let loaders = Arc::new(super::loaders::for_request(db.clone(), scope));
     let found = lookup(db, &loaders, user, std::slice::from_ref(id), plan).await?;
     Ok(one(found, id)?.with_loaders(loaders))
 }

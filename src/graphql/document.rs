@@ -18,7 +18,7 @@ use std::{
 use async_graphql::{
     Request, Response, ServerError, Value,
     futures_util::stream::{BoxStream, StreamExt},
-    parser::types::{ExecutableDocument, OperationType},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection},
     registry::Registry,
 };
 
@@ -111,7 +111,55 @@ impl Documents {
     }
 }
 
+/// What a request runs, as metrics, log lines and spans name it.
+#[derive(Debug, Clone)]
+pub(super) struct OperationInfo {
+    /// The client's operation name (given, or the document's one name).
+    pub(super) name: Option<String>,
+    /// `query`, `mutation`, `subscription`, or `unknown` when the document
+    /// does not say (it did not parse, or names no operation to run).
+    pub(super) kind: &'static str,
+    /// `kind.rootField` (the first root field; `.multiple` when several
+    /// kinds of root field are selected).
+    pub(super) entry_point: String,
+}
+
+impl OperationInfo {
+    /// A request that failed before its operation was known.
+    pub(super) fn unknown(request: &Request) -> Self {
+        let name = request.operation_name.clone();
+        Self { name, kind: "unknown", entry_point: "unknown".into() }
+    }
+}
+
 impl Prepared {
+    /// What this request runs.
+    pub(super) fn info(&self) -> OperationInfo {
+        let document = &self.checked.document;
+        let name = self.operation_name.clone().or_else(|| match &document.operations {
+            DocumentOperations::Multiple(operations) if operations.len() == 1 => {
+                operations.keys().next().map(ToString::to_string)
+            }
+            _ => None,
+        });
+        let Ok(operation) = operation(document, self.operation_name.as_deref()) else {
+            return OperationInfo { name, kind: "unknown", entry_point: "unknown".into() };
+        };
+        let kind = match operation.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        let mut fields =
+            operation.node.selection_set.node.items.iter().map(|item| match &item.node {
+                Selection::Field(field) => field.node.name.node.as_str(),
+                Selection::FragmentSpread(_) | Selection::InlineFragment(_) => "fragment",
+            });
+        let first = fields.next().unwrap_or("none");
+        let root = if fields.all(|field| field == first) { first } else { "multiple" };
+        OperationInfo { name, kind, entry_point: format!("{kind}.{root}") }
+    }
+
     /// Codes the request errors async-graphql reported (its parser bounds
     /// and validation), puts the data in selection order and propagates
     /// its errors' nulls.

@@ -1,7 +1,7 @@
 //! Per-request DataLoaders. A loader lives for one request only: its cache
 //! holds one user's rows and must never serve another request.
 
-use std::{collections::HashMap, hash::Hash, time::Duration};
+use std::{collections::HashMap, hash::Hash, sync::Arc, time::Duration};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{
@@ -18,6 +18,7 @@ use crate::{
         health::ReplicaCounts,
         plan::{self, Plan, Prefetched},
     },
+    telemetry::Scope,
 };
 
 /// Every replica of a deployment.
@@ -48,12 +49,15 @@ pub struct DeploymentLoader {
 pub type Loaders = DataLoader<DeploymentLoader, HashMapCache>;
 
 /// A fresh loader set for one request.
-pub fn for_request(db: DatabaseConnection) -> Loaders {
+pub fn for_request(db: DatabaseConnection, scope: Arc<Scope>) -> Loaders {
     // The cache lets the look-ahead prefetch serve the nested resolvers. The
     // prefetch hands each relation's keys over in one `load_many`, so waiting
     // for more keys (the default 1 ms) would only add latency; keys that
     // sibling resolvers register in the same poll still share a batch.
-    DataLoader::with_cache(DeploymentLoader { db }, tokio::spawn, HashMapCache::default())
+    // Loads run in tasks of their own, in the operation's scope, so their
+    // statements count as the operation's.
+    let spawn = move |load| tokio::spawn(scope.clone().run(load));
+    DataLoader::with_cache(DeploymentLoader { db }, spawn, HashMapCache::default())
         .delay(Duration::ZERO)
 }
 

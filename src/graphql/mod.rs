@@ -5,6 +5,7 @@ mod completion;
 pub mod connection;
 pub mod deployment;
 mod document;
+mod executor;
 mod gated;
 pub mod loaders;
 pub mod mutation;
@@ -18,16 +19,12 @@ pub mod types;
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, ErrorExtensions, Executor, MergedObject, MergedSubscription, Request, Response,
-    SDLExportOptions, Schema, SchemaEnv, ServerError,
-    futures_util::stream::{self, BoxStream, StreamExt},
-    parser::types::OperationType,
-    registry::Registry,
+    Context, ErrorExtensions, MergedObject, MergedSubscription, Request, SDLExportOptions, Schema,
+    SchemaEnv, ServerError, parser::types::OperationType, registry::Registry,
 };
-use sea_orm::DatabaseConnection;
 
-pub use self::document::Documents;
-use crate::{auth::Session, config::Limits, error::ApiError, live::ChangeFeed};
+pub use self::{document::Documents, executor::SessionExecutor};
+use crate::{config::Limits, error::ApiError};
 
 /// Reads: your deployments, one or a page at a time, and Relay's `node`.
 #[derive(MergedObject, Default, Debug)]
@@ -144,123 +141,6 @@ pub fn cost(request: &mut Request) -> Cost {
 /// what `deployql schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
     build_schema().sdl_with_options(SDLExportOptions::new().include_specified_by())
-}
-
-/// Runs the operations of one authenticated session, whichever transport
-/// carried them: each operation gets the database, the change feed, the
-/// user and a loader set of its own, and none runs once the token expired.
-#[derive(Clone)]
-pub struct SessionExecutor {
-    schema: AppSchema,
-    documents: Arc<Documents>,
-    db: DatabaseConnection,
-    feed: ChangeFeed,
-    session: Session,
-    timeout: Option<std::time::Duration>,
-}
-
-impl std::fmt::Debug for SessionExecutor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionExecutor").field("session", &self.session).finish_non_exhaustive()
-    }
-}
-
-impl SessionExecutor {
-    pub fn new(
-        schema: AppSchema,
-        documents: Arc<Documents>,
-        db: DatabaseConnection,
-        feed: ChangeFeed,
-        session: Session,
-    ) -> Self {
-        Self { schema, documents, db, feed, session, timeout: None }
-    }
-
-    /// Bounds each query or mutation's whole run: past it the client gets
-    /// `SERVICE_UNAVAILABLE` (a database that stopped answering), not a hang.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Attaches what resolvers need to one operation; the loaders live only
-    /// as long as this operation, so their cache never serves another.
-    fn prepare(&self, request: Request) -> Request {
-        request
-            .data(self.db.clone())
-            .data(self.feed.clone())
-            .data(self.session.user)
-            .data(loaders::for_request(self.db.clone()))
-    }
-
-    fn expired(&self) -> Option<Response> {
-        self.session.is_expired().then(|| {
-            let err = ApiError::Unauthenticated {
-                refusal: crate::auth::TokenRefusal::Expired,
-                message: "the connection's bearer token expired".to_owned(),
-            };
-            let mut error = ServerError::new(err.to_string(), None);
-            error.extensions = err.extend().extensions;
-            Response::from_errors(vec![error])
-        })
-    }
-}
-
-impl Executor for SessionExecutor {
-    async fn execute(&self, mut request: Request) -> Response {
-        if let Some(refusal) = self.expired() {
-            return refusal;
-        }
-        let prepared = match self.documents.prepare(&mut request) {
-            Ok(prepared) => prepared,
-            Err(refusal) => return Response::from_errors(vec![refusal]),
-        };
-        let mut response = self.run(request).await;
-        prepared.complete(&mut response, registry().await);
-        response
-    }
-
-    fn execute_stream(
-        &self,
-        mut request: Request,
-        _connection: Option<std::sync::Arc<async_graphql::Data>>,
-    ) -> BoxStream<'static, Response> {
-        if let Some(refusal) = self.expired() {
-            return stream::once(async move { refusal }).boxed();
-        }
-        let prepared = match self.documents.prepare(&mut request) {
-            Ok(prepared) => prepared,
-            Err(refusal) => {
-                return stream::once(async move { Response::from_errors(vec![refusal]) }).boxed();
-            }
-        };
-        let responses = self.schema.execute_stream(self.prepare(request));
-        let responses =
-            stream::once(async move { prepared.complete_stream(responses, registry().await) })
-                .flatten()
-                .boxed();
-        // Polled only when woken: a socket polls all its streams on any wake.
-        gated::Gated::new(responses).boxed()
-    }
-}
-
-impl SessionExecutor {
-    /// Runs one query or mutation within the operation timeout.
-    async fn run(&self, request: Request) -> Response {
-        let run = self.schema.execute(self.prepare(request));
-        match self.timeout {
-            None => run.await,
-            Some(timeout) => tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
-                let err = ApiError::Unavailable(std::sync::Arc::new(sea_orm::DbErr::Custom(
-                    format!("the operation took longer than {timeout:?}"),
-                )));
-                let mut error = ServerError::new(err.to_string(), None);
-                error.extensions = err.extend().extensions;
-                Response::from_errors(vec![error])
-            }),
-        }
-    }
 }
 
 /// Whether `request` runs a query, as GET may (a mutation over GET could be

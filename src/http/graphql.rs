@@ -19,6 +19,7 @@ use crate::{
     config::Limits,
     error::codes,
     graphql::{self as schema},
+    telemetry::Refusal as Counted,
 };
 
 /// GET /graphql: a query from URL parameters, or GraphiQL for a browser.
@@ -85,10 +86,12 @@ pub(super) async fn post(
     let body = match axum::body::to_bytes(body, max_body).await {
         Ok(body) => body,
         Err(err) if caused_by::<http_body_util::LengthLimitError>(&err) => {
+            state.metrics.refused(Counted::BodyTooLarge);
             let message = format!("request body is larger than {max_body} bytes");
             return error(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, &message);
         }
         Err(err) if caused_by::<tower_http::timeout::TimeoutError>(&err) => {
+            state.metrics.refused(Counted::BodyReadTimeout);
             let message = "the request body did not arrive in time";
             return error(StatusCode::REQUEST_TIMEOUT, codes::REQUEST_TIMEOUT, message);
         }
@@ -111,11 +114,13 @@ pub(super) async fn post(
     if let BatchRequest::Batch(requests) = &mut batch {
         let max_batch = state.limits.batch;
         if requests.len() > max_batch {
+            state.metrics.refused(Counted::BatchTooLarge);
             let message =
                 format!("a batch may hold at most {max_batch} operations, got {}", requests.len());
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
         if let Err(message) = within_limits(requests, &state.limits) {
+            state.metrics.refused(Counted::QueryTooComplex);
             return error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message);
         }
     }
@@ -149,15 +154,11 @@ async fn execute(
     batch: BatchRequest,
     media: MediaType,
 ) -> Response {
-    state.count_operations(match &batch {
-        BatchRequest::Single(_) => 1,
-        BatchRequest::Batch(requests) => requests.len(),
-    });
     // A slot only now: the request is authenticated and read, so waiting
     // clients hold nothing but their socket.
     let _slot = match state.slots.acquire(session.user.0).await {
         Ok(slot) => slot,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return refused(state, refusal),
     };
     let executor = state.executor(session);
     let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
@@ -282,7 +283,11 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> bool {
 }
 
 /// No slot: a retryable refusal, with `Retry-After`.
-fn refused(refusal: Refusal) -> Response {
+fn refused(state: &AppState, refusal: Refusal) -> Response {
+    state.metrics.refused(match refusal {
+        Refusal::UserBusy => Counted::RateLimited,
+        Refusal::Busy => Counted::ServerBusy,
+    });
     let mut response = match refusal {
         Refusal::UserBusy => error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -308,6 +313,6 @@ fn not_acceptable() -> Response {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let body = super::error_body(message, json!({ "code": code }));
     (status, axum::Json(body)).into_response()
 }

@@ -6,6 +6,7 @@ mod cors;
 mod graphiql;
 mod graphql;
 mod media;
+mod observe;
 mod server;
 mod session;
 mod slots;
@@ -25,12 +26,13 @@ use axum::{
     Router,
     extract::State,
     http::{StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
-use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
+use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 
 use crate::{
     auth::{JwtKeys, Session},
@@ -38,6 +40,7 @@ use crate::{
     db::StatementCounter,
     graphql::{AppSchema, Documents, SessionExecutor, build_schema, build_schema_with, documents},
     live::ChangeFeed,
+    telemetry::{Metrics, RequestId},
 };
 
 /// How long a request body may take to arrive unless configured otherwise.
@@ -51,8 +54,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
     graphiql: Arc<str>,
-    statements: StatementCounter,
-    operations: Arc<AtomicU64>,
+    pub metrics: Metrics,
     slots: Arc<slots::Slots>,
     body_read_timeout: Duration,
     cors: Option<CorsLayer>,
@@ -85,8 +87,7 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             graphiql: graphiql::page(graphiql_token).into(),
-            statements,
-            operations: Arc::default(),
+            metrics: statements.metrics().clone(),
             slots: Arc::new(slots::Slots::new(
                 Limits::default().in_flight,
                 Limits::default().in_flight_per_user,
@@ -169,13 +170,10 @@ impl AppState {
             self.documents.clone(),
             self.db.clone(),
             self.feed.clone(),
+            self.metrics.clone(),
             session,
         )
         .with_timeout(self.operation_timeout)
-    }
-
-    fn count_operations(&self, operations: usize) {
-        self.operations.fetch_add(operations as u64, Ordering::Relaxed);
     }
 }
 
@@ -203,7 +201,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
 }
 
@@ -252,49 +250,62 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Counters in the Prometheus text format.
+/// Every metric in the Prometheus text format; gauges are read now.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut body = format!(
-        "# HELP deployql_sql_statements_total SQL statements run on the database.\n\
-         # TYPE deployql_sql_statements_total counter\n\
-         deployql_sql_statements_total {}\n\
-         # HELP deployql_database_unavailable_total Operations failed as SERVICE_UNAVAILABLE.\n\
-         # TYPE deployql_database_unavailable_total counter\n\
-         deployql_database_unavailable_total {}\n\
-         # HELP deployql_graphql_operations_total Authenticated GraphQL operations executed.\n\
-         # TYPE deployql_graphql_operations_total counter\n\
-         deployql_graphql_operations_total {}\n",
-        state.statements.get(),
-        state.database.failures.load(Ordering::Relaxed),
-        state.operations.load(Ordering::Relaxed)
-    );
-    let router = state.feed.router();
-    body.push_str(&format!(
-        "# HELP deployql_live_subscriptions Subscriptions open on this instance.\n\
-         # TYPE deployql_live_subscriptions gauge\n\
-         deployql_live_subscriptions {}\n\
-         # HELP deployql_live_groups Distinct (user, deployment, selection) groups watched; each refetches once per change.\n\
-         # TYPE deployql_live_groups gauge\n\
-         deployql_live_groups {}\n\
-         # HELP deployql_live_refetches_total Refetches run for changes, each shared by its group.\n\
-         # TYPE deployql_live_refetches_total counter\n\
-         deployql_live_refetches_total {}\n",
-        router.subscriptions(),
-        router.groups(),
-        router.refetches()
-    ));
-    if let Some(jwks) = state.keys.jwks_source() {
-        let (fetches, failures) = jwks.fetch_counts();
-        body.push_str(&format!(
-            "# HELP deployql_jwks_fetches_total Fetches of the identity provider's JWKS.\n\
-             # TYPE deployql_jwks_fetches_total counter\n\
-             deployql_jwks_fetches_total {fetches}\n\
-             # HELP deployql_jwks_fetch_failures_total JWKS fetches that failed (the last good keys stay in use).\n\
-             # TYPE deployql_jwks_fetch_failures_total counter\n\
-             deployql_jwks_fetch_failures_total {failures}\n"
-        ));
-    }
+    let body = state.metrics.render(|| {
+        use metrics::{counter, gauge};
+        counter!("deployql_database_unavailable_total")
+            .absolute(state.database.failures.load(Ordering::Relaxed));
+        gauge!("deployql_requests_waiting").set(state.slots.waiting() as f64);
+        if let Some((in_use, idle, max)) = pool_connections(&state.db) {
+            gauge!("deployql_db_pool_connections", "state" => "in_use").set(in_use);
+            gauge!("deployql_db_pool_connections", "state" => "idle").set(idle);
+            gauge!("deployql_db_pool_max_connections").set(max);
+        }
+        let router = state.feed.router();
+        gauge!("deployql_live_subscriptions").set(router.subscriptions() as f64);
+        gauge!("deployql_live_groups").set(router.groups() as f64);
+        counter!("deployql_live_refetches_total").absolute(router.refetches());
+        let (changes, restarts) = state.feed.counts();
+        counter!("deployql_live_changes_total").absolute(changes);
+        counter!("deployql_live_reader_restarts_total").absolute(restarts);
+        if let Some(jwks) = state.keys.jwks_source() {
+            let (fetches, failures) = jwks.fetch_counts();
+            counter!("deployql_jwks_fetches_total").absolute(fetches);
+            counter!("deployql_jwks_fetch_failures_total").absolute(failures);
+        }
+    });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The pool's connections in use and idle, and its maximum.
+fn pool_connections(db: &DatabaseConnection) -> Option<(f64, f64, f64)> {
+    let (size, idle, max) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        _ => return None,
+    };
+    let in_use = f64::from(size) - idle as f64;
+    Some((in_use.max(0.0), idle as f64, f64::from(max)))
+}
+
+/// A JSON error body as GraphQL clients read it: one error with its
+/// message, its `extensions` and the request's id.
+pub(crate) fn error_body(message: &str, extensions: serde_json::Value) -> serde_json::Value {
+    let mut extensions = match extensions {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(id) = RequestId::current() {
+        extensions.insert("requestId".into(), id.as_str().into());
+    }
+    serde_json::json!({ "errors": [{ "message": message, "extensions": extensions }] })
 }
 
 /// Whether the database answered the last operations, logged once per

@@ -7,16 +7,21 @@ use axum::{
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
 use super::AppState;
-use crate::{auth::Session, error::ApiError};
+use crate::{auth::Session, error::ApiError, telemetry::Refusal};
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        state.keys.authenticate(&parts.headers).await.map_err(|err| refusal(&err))
+        state.keys.authenticate(&parts.headers).await.map_err(|err| {
+            state.metrics.refused(match err {
+                ApiError::KeysUnavailable => Refusal::KeysUnavailable,
+                _ => Refusal::Unauthenticated,
+            });
+            refusal(&err)
+        })
     }
 }
 
@@ -24,7 +29,8 @@ impl FromRequestParts<AppState> for Session {
 /// 503 with `Retry-After` while no token can be verified at all.
 fn refusal(err: &ApiError) -> Response {
     use async_graphql::ErrorExtensions;
-    let body = json!({ "errors": [{ "message": err.to_string(), "extensions": err.extend().extensions }] });
+    let extensions = serde_json::to_value(err.extend().extensions).unwrap_or_default();
+    let body = super::error_body(&err.to_string(), extensions);
     let (status, challenge) = match err {
         ApiError::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, (header::RETRY_AFTER, "5")),
         _ => (StatusCode::UNAUTHORIZED, (header::WWW_AUTHENTICATE, "Bearer")),

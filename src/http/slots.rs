@@ -7,7 +7,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -29,6 +32,8 @@ pub(super) struct Slots {
     users: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     per_user: usize,
     queue_timeout: Duration,
+    /// Requests waiting for a slot now.
+    waiting: AtomicUsize,
 }
 
 /// A running request's slot; released when dropped.
@@ -47,10 +52,23 @@ impl Slots {
             users: Mutex::default(),
             per_user: per_user.clamp(1, max_in_flight.max(1)),
             queue_timeout,
+            waiting: AtomicUsize::new(0),
         }
     }
 
+    /// Requests waiting for a slot now.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     pub(super) async fn acquire(&self, user: Uuid) -> Result<Slot<'_>, Refusal> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let slot = self.wait_for_slot(user).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        slot
+    }
+
+    async fn wait_for_slot(&self, user: Uuid) -> Result<Slot<'_>, Refusal> {
         let user_semaphore = self.user_semaphore(user);
         let user_permit = tokio::time::timeout(self.queue_timeout, user_semaphore.acquire_owned())
             .await

@@ -39,7 +39,9 @@ use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
     error::{ApiError, codes},
     graphql::SessionExecutor,
+    telemetry::{Metrics, Refusal as Counted, RequestId},
 };
+use tracing::Instrument;
 
 pub(super) async fn upgrade(
     State(state): State<AppState>,
@@ -50,12 +52,14 @@ pub(super) async fn upgrade(
         let message = "ask for the graphql-transport-ws (or legacy graphql-ws) subprotocol";
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
+    let (id, span) = (RequestId::current().unwrap_or_default(), tracing::Span::current());
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // The same bound as an HTTP request body.
         .max_message_size(state.limits.body_bytes)
         .max_frame_size(state.limits.body_bytes)
-        .on_upgrade(move |socket| serve(socket, state, protocol))
+        // The socket lives on in a task of its own, still as this request's.
+        .on_upgrade(move |socket| id.scope(serve(socket, state, protocol)).instrument(span))
 }
 
 /// The first GraphQL subprotocol the client offers.
@@ -65,17 +69,24 @@ fn protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 }
 
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+    let _open = state.metrics.websocket_opened();
     let going_away = state.going_away();
     let (mut sink, mut incoming) = socket.split();
     let init =
         match tokio::time::timeout(state.limits.ws_init_timeout, first_text(&mut incoming)).await {
             Ok(Some(init)) => init,
             Ok(None) => return,
-            Err(_) => return close(&mut sink, 4408, "Connection initialisation timeout").await,
+            Err(_) => {
+                state.metrics.refused(Counted::WebSocketInitTimeout);
+                return close(&mut sink, 4408, "Connection initialisation timeout").await;
+            }
         };
     let session = match authenticate(&state.keys, &init).await {
         Ok(session) => session,
-        Err((code, reason)) => return close(&mut sink, code, reason).await,
+        Err((code, reason)) => {
+            state.metrics.refused(Counted::Unauthenticated);
+            return close(&mut sink, code, reason).await;
+        }
     };
     // async-graphql reads the frames this loop lets through, starting with
     // `connection_init`, as if it had the socket itself.
@@ -88,6 +99,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         inner: state.executor(session),
         slots: state.slots.clone(),
         user: session.user.0,
+        metrics: state.metrics.clone(),
     };
     let mut messages = GraphQLSocket::new(executor, screened, protocol);
     let mut operations = Operations::default();
@@ -102,6 +114,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Err(err)) if is_too_big(&err) => {
+                        state.metrics.refused(Counted::BodyTooLarge);
                         return close(&mut sink, 1009, "Message too big").await;
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
@@ -111,6 +124,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                         let _ = frames.send(text);
                     }
                     Screened::Refuse(message) => {
+                        state.metrics.refused(Counted::TooManyOperations);
                         if sink.send(Message::Text(message.into())).await.is_err() {
                             return;
                         }
@@ -148,6 +162,7 @@ struct SlottedExecutor {
     inner: SessionExecutor,
     slots: Arc<Slots>,
     user: Uuid,
+    metrics: Metrics,
 }
 
 impl async_graphql::Executor for SlottedExecutor {
@@ -167,7 +182,13 @@ impl async_graphql::Executor for SlottedExecutor {
         stream::once(async move {
             let _slot = match this.slots.acquire(this.user).await {
                 Ok(slot) => slot,
-                Err(refusal) => return refusal_response(refusal),
+                Err(refusal) => {
+                    this.metrics.refused(match refusal {
+                        Refusal::UserBusy => Counted::RateLimited,
+                        Refusal::Busy => Counted::ServerBusy,
+                    });
+                    return refusal_response(refusal);
+                }
             };
             this.inner.execute(request).await
         })

@@ -12,7 +12,7 @@ pub mod watch;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -40,6 +40,14 @@ pub struct ChangeFeed {
     /// Whether changes flow: at once on SQLite, after the change reader's
     /// first read on Postgres (`/readyz` waits for it).
     live: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+}
+
+/// What the feed has carried, for `/metrics`.
+#[derive(Debug, Default)]
+struct Counts {
+    changes: AtomicU64,
+    resyncs: AtomicU64,
 }
 
 impl ChangeFeed {
@@ -51,7 +59,12 @@ impl ChangeFeed {
     pub fn with(publish_mutations: bool, limits: Limits) -> Self {
         let caps = Caps { per_user: limits.subscriptions_per_user, total: limits.subscriptions };
         let router = Arc::new(Router::new(limits.coalesce_interval, caps));
-        Self { router, publish_mutations, live: Arc::new(AtomicBool::new(publish_mutations)) }
+        Self {
+            router,
+            publish_mutations,
+            live: Arc::new(AtomicBool::new(publish_mutations)),
+            counts: Arc::default(),
+        }
     }
 
     /// Whether changes reach subscriptions yet.
@@ -77,9 +90,21 @@ impl ChangeFeed {
     /// Reports a change; it wakes only the groups watching it.
     pub fn send(&self, change: Change) {
         match change {
-            Change::Deployment(id) => self.router.changed(id),
-            Change::Resync => self.router.resync(),
+            Change::Deployment(id) => {
+                self.counts.changes.fetch_add(1, Ordering::Relaxed);
+                self.router.changed(id);
+            }
+            Change::Resync => {
+                self.counts.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.router.resync();
+            }
         }
+    }
+
+    /// Changes received, and resyncs (the change reader started over after
+    /// an error or a pause, having possibly missed changes).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.counts.changes.load(Ordering::Relaxed), self.counts.resyncs.load(Ordering::Relaxed))
     }
 
     /// Called after a mutation commits; a no-op where triggers report changes.

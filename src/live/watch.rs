@@ -194,7 +194,9 @@ impl Router {
                 let (sender, updates) = watch::channel(None);
                 let group = Arc::new(Group { key, wake: Notify::new(), updates: sender });
                 groups.push(group.clone());
-                tokio::spawn(self.clone().run(group, fetch));
+                // A refetch's statements count under their own entry point.
+                let scope = crate::telemetry::Scope::new("subscription.refetch");
+                tokio::spawn(scope.run(self.clone().run(group, fetch)));
                 updates
             }
         };

@@ -28,6 +28,7 @@ fn live_of(user: UserId) -> Select<deployment::Entity> {
 
 /// Fetches the live deployments of `user` among `ids` with what `plan`
 /// asks for, in one statement (none for no ids), in no particular order.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.find", skip_all, fields(ids = ids.len()))]
 pub async fn find_each(
     db: &impl ConnectionTrait,
     user: UserId,
@@ -89,6 +90,7 @@ pub struct Page {
     pub has_next_page: bool,
 }
 
+#[tracing::instrument(target = "deployql::traces", name = "deployments.page", skip_all, fields(first = first))]
 pub async fn list_page(
     db: &impl ConnectionTrait,
     filter: &ListFilter,
@@ -121,6 +123,7 @@ pub async fn list_page(
 }
 
 /// How many deployments match `filter`, across all pages.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.count", skip_all)]
 pub async fn count(db: &impl ConnectionTrait, filter: &ListFilter) -> ApiResult<u64> {
     Ok(filter.select().count(db).await?)
 }

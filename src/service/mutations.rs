@@ -73,6 +73,7 @@ fn history_row(
 }
 
 /// Creates a `PENDING` deployment of `user` with its resources and first history row.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.create", skip_all)]
 pub async fn create(
     db: &DatabaseConnection,
     user: UserId,
@@ -122,6 +123,7 @@ pub async fn create(
 }
 
 /// Sets the target replica count; scaling to the current count changes nothing.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.scale", skip_all, fields(target_replicas = target_replicas))]
 pub async fn scale(
     db: &DatabaseConnection,
     user: UserId,
@@ -156,6 +158,7 @@ pub async fn scale(
 
 /// Soft-deletes: marks the row deleted and `STOPPED` with a history row,
 /// removes its resources and sets every replica still alive to `stopping`.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.delete", skip_all)]
 pub async fn delete(
     db: &DatabaseConnection,
     user: UserId,

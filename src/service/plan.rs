@@ -101,6 +101,7 @@ impl Plan {
 /// (none for no ids), in no particular order. The ids must already be known
 /// to be the user's: this is the loaders' batched fetch for the deployments
 /// a request has resolved.
+#[tracing::instrument(target = "deployql::traces", name = "deployments.relations", skip_all, fields(ids = ids.len()))]
 pub async fn relations_of(
     db: &impl ConnectionTrait,
     plan: &Plan,

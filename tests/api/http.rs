@@ -3,7 +3,7 @@ use axum::{
     http::{Request, StatusCode},
 };
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, metric_sum, parse_metrics};
 
 fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).expect("request")
@@ -40,11 +40,6 @@ async fn get_graphql_serves_graphiql() {
 #[tokio::test]
 async fn metrics_count_statements_and_operations() {
     let app = TestApp::sqlite().await;
-    let metric = |text: &str, name: &str| -> u64 {
-        let line =
-            text.lines().find(|l| l.starts_with(&format!("{name} "))).expect("metric present");
-        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
-    };
     let scrape = || async {
         let response =
             tower::ServiceExt::oneshot(app.router.clone(), get("/metrics")).await.expect("router");
@@ -56,10 +51,11 @@ async fn metrics_count_statements_and_operations() {
     let before = scrape().await;
     app.gql(uuid::Uuid::new_v4(), "{ deployments { totalCount } }", serde_json::json!({})).await;
     let after = scrape().await;
-    let statements = |t: &str| metric(t, "deployql_sql_statements_total");
-    let operations = |t: &str| metric(t, "deployql_graphql_operations_total");
-    assert_eq!(statements(&after) - statements(&before), 2, "page and count");
-    assert_eq!(operations(&after) - operations(&before), 1);
+    let sum = |text: &str, name: &str| metric_sum(&parse_metrics(text), name, &[]);
+    let statements = |t: &str| sum(t, "deployql_sql_statements_total");
+    let operations = |t: &str| sum(t, "deployql_graphql_operations_total");
+    assert_eq!(statements(&after) - statements(&before), 2.0, "page and count");
+    assert_eq!(operations(&after) - operations(&before), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,7 @@ mod live_postgres;
 mod live_scale;
 mod logging;
 mod mutations;
+mod observability;
 mod provider_tokens;
 mod read_path;
 mod relay;

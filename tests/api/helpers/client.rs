@@ -69,6 +69,16 @@ impl TestApp {
         (json, statements)
     }
 
+    /// This app's `/metrics` text.
+    pub async fn scrape(&self) -> String {
+        let request = Request::get("/metrics").body(Body::empty()).expect("request");
+        let response =
+            tower::ServiceExt::oneshot(self.router.clone(), request).await.expect("router");
+        let body =
+            http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     /// Serves the app on a free port of 127.0.0.1, until the test ends.
     pub async fn serve(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -103,4 +113,29 @@ pub async fn post_graphql(addr: SocketAddr, token: &str, query: &str, variables:
         .json()
         .await
         .expect("json")
+}
+
+/// `/metrics` text parsed by a Prometheus text-format parser.
+pub fn parse_metrics(text: &str) -> Vec<prometheus_parse::Sample> {
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("/metrics is Prometheus text").samples
+}
+
+/// The sum of a counter's or gauge's samples whose labels include `labels`.
+pub fn metric_sum(
+    samples: &[prometheus_parse::Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .filter(|sample| labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v)))
+        .filter_map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .sum()
 }

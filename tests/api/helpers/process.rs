@@ -125,18 +125,33 @@ impl ServerProcess {
         (server, token)
     }
 
-    /// A counter or gauge from `/metrics`.
+    /// A counter or gauge from `/metrics`, summed over its labels.
     pub async fn metric(&self, name: &str) -> u64 {
         self.try_metric(name).await.unwrap_or_else(|| panic!("no {name} in /metrics"))
     }
 
-    /// A counter or gauge from `/metrics`; `None` when the server has none
-    /// of that name (a previous release, say).
+    /// A counter or gauge from `/metrics`, summed over its labels; `None`
+    /// when the server has none of that name (a previous release, say).
     pub async fn try_metric(&self, name: &str) -> Option<u64> {
+        let samples = self.scrape().await;
+        let values: Vec<f64> = samples
+            .iter()
+            .filter(|sample| sample.metric == name)
+            .filter_map(|sample| match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() as u64)
+    }
+
+    /// Every sample of `/metrics`, parsed as Prometheus parses it.
+    pub async fn scrape(&self) -> Vec<prometheus_parse::Sample> {
         let url = format!("http://{}/metrics", self.addr);
         let text = reqwest::get(url).await.expect("metrics").text().await.expect("metrics text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        super::parse_metrics(&text)
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,253 @@
+//! Runs the operations of one authenticated session, whichever transport
+//! carried them, and reports each: its metrics, one log line, its span,
+//! and the request id in the `extensions` of every error it answers with.
+
+use std::{sync::Arc, time::Instant};
+
+use async_graphql::{
+    ErrorExtensions, Executor, Request, Response, ServerError, Value,
+    futures_util::stream::{self, BoxStream, StreamExt},
+};
+use sea_orm::DatabaseConnection;
+use tracing::Instrument;
+
+use super::{AppSchema, Documents, document::OperationInfo, gated, loaders, registry};
+use crate::{
+    auth::Session,
+    error::{ApiError, codes},
+    live::ChangeFeed,
+    telemetry::{Metrics, OperationOutcome, Refusal, RequestId, Scope},
+};
+
+/// Each operation gets the database, the change feed, the user and a
+/// loader set of its own, and none runs once the token expired.
+#[derive(Clone)]
+pub struct SessionExecutor {
+    schema: AppSchema,
+    documents: Arc<Documents>,
+    db: DatabaseConnection,
+    feed: ChangeFeed,
+    metrics: Metrics,
+    session: Session,
+    timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for SessionExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionExecutor").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+impl SessionExecutor {
+    pub fn new(
+        schema: AppSchema,
+        documents: Arc<Documents>,
+        db: DatabaseConnection,
+        feed: ChangeFeed,
+        metrics: Metrics,
+        session: Session,
+    ) -> Self {
+        Self { schema, documents, db, feed, metrics, session, timeout: None }
+    }
+
+    /// Bounds each query or mutation's whole run: past it the client gets
+    /// `SERVICE_UNAVAILABLE` (a database that stopped answering), not a hang.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Attaches what resolvers need to one operation; the loaders live only
+    /// as long as this operation, so their cache never serves another.
+    fn prepare(&self, request: Request, scope: &Arc<Scope>) -> Request {
+        request
+            .data(self.db.clone())
+            .data(self.feed.clone())
+            .data(self.session.user)
+            .data(loaders::for_request(self.db.clone(), scope.clone()))
+    }
+
+    fn expired(&self) -> Option<Response> {
+        self.session.is_expired().then(|| {
+            let err = ApiError::Unauthenticated {
+                refusal: crate::auth::TokenRefusal::Expired,
+                message: "the connection's bearer token expired".to_owned(),
+            };
+            Response::from_errors(vec![coded_error(&err)])
+        })
+    }
+
+    /// Runs one query or mutation within the operation timeout.
+    async fn run(&self, request: Request, scope: &Arc<Scope>) -> Response {
+        let run = scope.clone().run(self.schema.execute(self.prepare(request, scope)));
+        match self.timeout {
+            None => run.await,
+            Some(timeout) => tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+                self.metrics.refused(Refusal::OperationTimeout);
+                let err = ApiError::Unavailable(Arc::new(sea_orm::DbErr::Custom(format!(
+                    "the operation took longer than {timeout:?}"
+                ))));
+                Response::from_errors(vec![coded_error(&err)])
+            }),
+        }
+    }
+
+    /// Reports an answered operation: metrics, the log line, the request id
+    /// in its errors.
+    fn answered(
+        &self,
+        info: OperationInfo,
+        response: &mut Response,
+        started: Instant,
+        statements: u64,
+    ) {
+        let outcome = outcome(response);
+        if let Some(refusal) = refusal(&outcome) {
+            self.metrics.refused(refusal);
+        }
+        let duration = started.elapsed();
+        let request_id = RequestId::current();
+        tracing::info!(
+            request_id = request_id.as_ref().map(RequestId::as_str),
+            user = %self.session.user.0,
+            operation_name = info.name.as_deref().unwrap_or("anonymous"),
+            operation_type = info.kind,
+            duration_ms = duration.as_secs_f64() * 1e3,
+            statements,
+            outcome = %outcome,
+            "graphql operation"
+        );
+        if let Some(id) = request_id {
+            for error in &mut response.errors {
+                error.extensions.get_or_insert_default().set("requestId", id.as_str());
+            }
+        }
+        self.metrics.operation(&OperationOutcome {
+            name: info.name,
+            kind: info.kind,
+            outcome,
+            duration,
+        });
+    }
+}
+
+impl Executor for SessionExecutor {
+    async fn execute(&self, mut request: Request) -> Response {
+        let started = Instant::now();
+        let (info, mut response, statements) = if let Some(refusal) = self.expired() {
+            (OperationInfo::unknown(&request), refusal, 0)
+        } else {
+            match self.documents.prepare(&mut request) {
+                Err(refusal) => {
+                    (OperationInfo::unknown(&request), Response::from_errors(vec![refusal]), 0)
+                }
+                Ok(prepared) => {
+                    let info = prepared.info();
+                    let scope = Scope::new(info.entry_point.clone());
+                    let span = operation_span(&info);
+                    let mut response = self.run(request, &scope).instrument(span).await;
+                    prepared.complete(&mut response, registry().await);
+                    (info, response, scope.statements())
+                }
+            }
+        };
+        self.answered(info, &mut response, started, statements);
+        response
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        _connection: Option<Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, Response> {
+        let started = Instant::now();
+        let refusal = match self.expired() {
+            Some(refusal) => Err((OperationInfo::unknown(&request), refusal)),
+            None => self.documents.prepare(&mut request).map_err(|refusal| {
+                (OperationInfo::unknown(&request), Response::from_errors(vec![refusal]))
+            }),
+        };
+        let prepared = match refusal {
+            Ok(prepared) => prepared,
+            Err((info, mut response)) => {
+                self.answered(info, &mut response, started, 0);
+                return stream::once(async move { response }).boxed();
+            }
+        };
+        let info = prepared.info();
+        let scope = Scope::new(info.entry_point.clone());
+        let span = operation_span(&info);
+        let responses = self.schema.execute_stream(self.prepare(request, &scope));
+        let responses =
+            stream::once(async move { prepared.complete_stream(responses, registry().await) })
+                .flatten()
+                .boxed();
+        // The subscription counts as answered with its first message (its
+        // refusal, or its first state); each message after is counted.
+        let (executor, mut info, mut first) = (self.clone(), Some(info), true);
+        let poll_scope = scope.clone();
+        let responses = responses.map(move |mut response| {
+            if first {
+                first = false;
+                if let Some(info) = info.take() {
+                    executor.answered(info, &mut response, started, scope.statements());
+                }
+            } else if let Some(id) = RequestId::current() {
+                for error in &mut response.errors {
+                    error.extensions.get_or_insert_default().set("requestId", id.as_str());
+                }
+            }
+            executor
+                .metrics
+                .with(|| metrics::counter!("deployql_live_messages_total").increment(1));
+            response
+        });
+        let mut responses = responses.boxed();
+        let scoped = stream::poll_fn(move |cx| {
+            let _entered = span.enter();
+            poll_scope.enter(|| responses.poll_next_unpin(cx))
+        });
+        // Polled only when woken: a socket polls all its streams on any wake.
+        gated::Gated::new(scoped.boxed()).boxed()
+    }
+}
+
+/// The span of one operation, named as tracing UIs show GraphQL operations.
+fn operation_span(info: &OperationInfo) -> tracing::Span {
+    let name = info.name.as_deref().unwrap_or("anonymous");
+    tracing::info_span!(
+        target: "deployql::traces",
+        "graphql",
+        otel.name = format_args!("{} {name}", info.kind),
+        graphql.operation.name = name,
+        graphql.operation.type = info.kind,
+    )
+}
+
+/// `ok`, or the first error's code.
+fn outcome(response: &Response) -> String {
+    let Some(error) = response.errors.first() else { return "ok".to_owned() };
+    match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
+        Some(Value::String(code)) => code.clone(),
+        _ => "INTERNAL_SERVER_ERROR".to_owned(),
+    }
+}
+
+/// The refusal an outcome stands for, if it is one.
+fn refusal(outcome: &str) -> Option<Refusal> {
+    Some(match outcome {
+        codes::QUERY_TOO_DEEP => Refusal::QueryTooDeep,
+        codes::QUERY_TOO_COMPLEX => Refusal::QueryTooComplex,
+        codes::TOO_MANY_ALIASES => Refusal::TooManyAliases,
+        codes::TOO_MANY_SUBSCRIPTIONS => Refusal::TooManySubscriptions,
+        "UNAUTHENTICATED" => Refusal::Unauthenticated,
+        _ => return None,
+    })
+}
+
+fn coded_error(err: &ApiError) -> ServerError {
+    let mut error = ServerError::new(err.to_string(), None);
+    error.extensions = err.extend().extensions;
+    error
+}

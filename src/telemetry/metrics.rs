@@ -1,0 +1,336 @@
+//! The metrics `/metrics` serves, kept by the `metrics` facade in a
+//! Prometheus recorder of this app's own (not the process-global one), so
+//! two apps in one process (the tests) never mix their counts.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use metrics::{SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Seconds: from a cached lookup (~1 ms) to the operation deadline (~7 s).
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Distinct operation names kept as labels; later ones count as `other`.
+pub const MAX_OPERATION_NAMES: usize = 1_000;
+
+/// Longest operation name kept as a label (a longer one counts as `other`).
+const MAX_OPERATION_NAME_BYTES: usize = 128;
+
+/// Why a request or an operation was refused before it ran: the `reason`
+/// label of `deployql_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, or one that does not verify (401).
+    Unauthenticated,
+    /// The identity provider's keys are not loaded yet (503).
+    KeysUnavailable,
+    /// A body over MAX_BODY_BYTES (413), or a WebSocket frame over it.
+    BodyTooLarge,
+    /// A body that did not arrive within BODY_READ_TIMEOUT (408).
+    BodyReadTimeout,
+    /// A batch over MAX_BATCH operations.
+    BatchTooLarge,
+    /// A document over the depth limit.
+    QueryTooDeep,
+    /// A document over a size or cost limit (tokens, fields, statements, ...).
+    QueryTooComplex,
+    /// A document with too many aliases.
+    TooManyAliases,
+    /// One user's share of in-flight requests was taken for QUEUE_TIMEOUT (429).
+    RateLimited,
+    /// Every in-flight slot was taken for QUEUE_TIMEOUT (503).
+    ServerBusy,
+    /// An operation that ran past its deadline (the database did not answer).
+    OperationTimeout,
+    /// A request head that did not arrive within HEADER_READ_TIMEOUT.
+    HeaderReadTimeout,
+    /// A connection beyond MAX_CONNECTIONS.
+    TooManyConnections,
+    /// A WebSocket that sent no `connection_init` within WS_INIT_TIMEOUT.
+    WebSocketInitTimeout,
+    /// A WebSocket over its running operations.
+    TooManyOperations,
+    /// A subscription over MAX_SUBSCRIPTIONS_PER_USER or MAX_SUBSCRIPTIONS.
+    TooManySubscriptions,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BodyReadTimeout => "body_read_timeout",
+            Self::BatchTooLarge => "batch_too_large",
+            Self::QueryTooDeep => "query_too_deep",
+            Self::QueryTooComplex => "query_too_complex",
+            Self::TooManyAliases => "too_many_aliases",
+            Self::RateLimited => "rate_limited",
+            Self::ServerBusy => "server_busy",
+            Self::OperationTimeout => "operation_timeout",
+            Self::HeaderReadTimeout => "header_read_timeout",
+            Self::TooManyConnections => "too_many_connections",
+            Self::WebSocketInitTimeout => "websocket_init_timeout",
+            Self::TooManyOperations => "too_many_operations",
+            Self::TooManySubscriptions => "too_many_subscriptions",
+        }
+    }
+}
+
+/// What one GraphQL operation was and how it went.
+#[derive(Debug, Clone)]
+pub struct OperationOutcome {
+    /// The client's operation name, if it gave one.
+    pub name: Option<String>,
+    /// `query`, `mutation` or `subscription`.
+    pub kind: &'static str,
+    /// `ok`, or the first error's `extensions.code`.
+    pub outcome: String,
+    pub duration: Duration,
+}
+
+/// This app's metrics. Cloning shares them.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    names: Mutex<HashSet<String>>,
+    process: metrics_process::Collector,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Only an empty bucket list is refused, and this one is not empty.
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let process = metrics_process::Collector::new("deployql_");
+        let metrics =
+            Self { inner: Arc::new(Inner { recorder, handle, names: Mutex::default(), process }) };
+        metrics.with(|| {
+            describe();
+            metrics.inner.process.describe();
+            gauge!(
+                "deployql_build_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+                "git_commit" => env!("DEPLOYQL_GIT_COMMIT"),
+            )
+            .set(1.0);
+            // Present from the start, so a scrape before the first
+            // statement reads 0 rather than nothing.
+            counter!("deployql_sql_statements_total", "entry_point" => "other").absolute(0);
+        });
+        metrics
+    }
+
+    /// Runs `record` with this app's recorder behind the `metrics` macros.
+    pub fn with<T>(&self, record: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.inner.recorder, record)
+    }
+
+    /// Counts a GraphQL operation and observes its latency.
+    pub fn operation(&self, operation: &OperationOutcome) {
+        let labels = [
+            ("operation_name", self.operation_name(operation.name.as_deref())),
+            ("operation_type", SharedString::const_str(operation.kind)),
+            ("outcome", SharedString::from(operation.outcome.clone())),
+        ];
+        self.with(|| {
+            counter!("deployql_graphql_operations_total", &labels).increment(1);
+            metrics::histogram!("deployql_graphql_operation_duration_seconds", &labels)
+                .record(operation.duration.as_secs_f64());
+        });
+    }
+
+    /// Counts a refusal by its reason.
+    pub fn refused(&self, refusal: Refusal) {
+        self.with(|| {
+            counter!("deployql_refusals_total", "reason" => refusal.as_str()).increment(1)
+        });
+    }
+
+    /// Counts an HTTP request by its route and status and observes its latency.
+    pub fn http_request(&self, route: SharedString, status: u16, duration: Duration) {
+        let labels = [("route", route), ("status", SharedString::from(status.to_string()))];
+        self.with(|| {
+            counter!("deployql_http_requests_total", &labels).increment(1);
+            metrics::histogram!("deployql_http_request_duration_seconds", &labels[..1])
+                .record(duration.as_secs_f64());
+        });
+    }
+
+    /// Counts a SQL statement under the entry point that ran it.
+    pub fn statement(&self, entry_point: SharedString) {
+        self.with(|| {
+            counter!("deployql_sql_statements_total", "entry_point" => entry_point).increment(1);
+        });
+    }
+
+    /// Observes how long a statement waited for a pooled connection.
+    pub fn pool_acquired(&self, seconds: f64) {
+        self.with(|| metrics::histogram!("deployql_db_pool_acquire_seconds").record(seconds));
+    }
+
+    /// Counts an open WebSocket until the returned guard drops.
+    pub fn websocket_opened(&self) -> OpenWebSocket {
+        self.with(|| gauge!("deployql_websocket_connections").increment(1.0));
+        OpenWebSocket(self.clone())
+    }
+
+    /// The Prometheus text of every metric, after `sample` has set the
+    /// gauges read at scrape time (pool, live updates).
+    pub fn render(&self, sample: impl FnOnce()) -> String {
+        self.with(|| {
+            self.inner.process.collect();
+            sample();
+        });
+        self.inner.handle.render()
+    }
+
+    /// The label for an operation name: `anonymous` without one, the name
+    /// itself for the first [`MAX_OPERATION_NAMES`] distinct names, `other`
+    /// after, so a client inventing names cannot grow the series.
+    fn operation_name(&self, name: Option<&str>) -> SharedString {
+        let Some(name) = name.filter(|name| !name.is_empty()) else {
+            return SharedString::const_str("anonymous");
+        };
+        if name.len() > MAX_OPERATION_NAME_BYTES {
+            return SharedString::const_str("other");
+        }
+        let Ok(mut names) = self.inner.names.lock() else {
+            return SharedString::const_str("other");
+        };
+        if names.contains(name) || names.len() < MAX_OPERATION_NAMES && names.insert(name.into()) {
+            SharedString::from(name.to_owned())
+        } else {
+            SharedString::const_str("other")
+        }
+    }
+}
+
+/// An open WebSocket, counted in `deployql_websocket_connections`.
+#[derive(Debug)]
+pub struct OpenWebSocket(Metrics);
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        self.0.with(|| gauge!("deployql_websocket_connections").decrement(1.0));
+    }
+}
+
+/// Help texts, so every series says what it counts.
+fn describe() {
+    describe_counter!(
+        "deployql_graphql_operations_total",
+        "GraphQL operations executed, by operation_name (first 1,000 names; then `other`), \
+         operation_type and outcome (`ok` or the first error's code)."
+    );
+    describe_histogram!(
+        "deployql_graphql_operation_duration_seconds",
+        "Time to answer a query or mutation, by operation_name, operation_type and outcome."
+    );
+    describe_counter!(
+        "deployql_http_requests_total",
+        "HTTP requests answered, by route and status."
+    );
+    describe_histogram!(
+        "deployql_http_request_duration_seconds",
+        "Time to answer an HTTP request (a WebSocket: to upgrade it), by route."
+    );
+    describe_counter!(
+        "deployql_refusals_total",
+        "Requests and operations refused before they ran, by reason."
+    );
+    describe_counter!(
+        "deployql_sql_statements_total",
+        "SQL statements run on the database, by entry point (the root field that ran them)."
+    );
+    describe_histogram!(
+        "deployql_db_pool_acquire_seconds",
+        "Time a statement waited for a pooled connection (rate of the sum: connections waited \
+         for at once, on average)."
+    );
+    describe_gauge!("deployql_db_pool_connections", "Pooled database connections, by state.");
+    describe_gauge!("deployql_db_pool_max_connections", "DB_MAX_CONNECTIONS.");
+    describe_gauge!(
+        "deployql_requests_waiting",
+        "GraphQL requests waiting for an in-flight slot (MAX_IN_FLIGHT)."
+    );
+    describe_counter!(
+        "deployql_database_unavailable_total",
+        "Operations failed as SERVICE_UNAVAILABLE."
+    );
+    describe_gauge!("deployql_websocket_connections", "WebSocket connections open.");
+    describe_gauge!("deployql_live_subscriptions", "Subscriptions open on this instance.");
+    describe_gauge!(
+        "deployql_live_groups",
+        "Distinct (user, deployment, selection) groups watched; each refetches once per change."
+    );
+    describe_counter!(
+        "deployql_live_changes_total",
+        "Changes received (from the change log on Postgres, from mutations on SQLite)."
+    );
+    describe_counter!(
+        "deployql_live_refetches_total",
+        "Refetches run for changes, each shared by its group."
+    );
+    describe_counter!("deployql_live_messages_total", "Subscription messages sent to clients.");
+    describe_counter!(
+        "deployql_live_reader_restarts_total",
+        "Times the change reader started over (at start, and after an error or a pause that may \
+         have missed changes): every subscription re-reads."
+    );
+    describe_counter!("deployql_jwks_fetches_total", "Fetches of the identity provider's JWKS.");
+    describe_counter!(
+        "deployql_jwks_fetch_failures_total",
+        "JWKS fetches that failed (the last good keys stay in use)."
+    );
+    describe_gauge!("deployql_build_info", "The running build: version and git commit.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_beyond_the_cap_count_as_other() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.operation_name(None).as_ref(), "anonymous");
+        assert_eq!(metrics.operation_name(Some("")).as_ref(), "anonymous");
+        for n in 0..MAX_OPERATION_NAMES {
+            assert_eq!(
+                metrics.operation_name(Some(&format!("Op{n}"))).as_ref(),
+                format!("Op{n}").as_str()
+            );
+        }
+        assert_eq!(metrics.operation_name(Some("OneTooMany")).as_ref(), "other");
+        assert_eq!(metrics.operation_name(Some("Op7")).as_ref(), "Op7", "known names stay");
+        assert_eq!(metrics.operation_name(Some(&"L".repeat(200))).as_ref(), "other");
+    }
+}

@@ -1,0 +1,114 @@
+//! How deployql reports on itself: metrics (`metrics`), request ids
+//! (`request_id`), statements per operation (`operation`), logs, and
+//! OpenTelemetry traces (`traces`). Depends only on configuration.
+
+pub mod metrics;
+pub mod operation;
+pub mod request_id;
+mod traces;
+
+use opentelemetry::trace::TracerProvider as _;
+use tracing::{Level, Subscriber, field::Field};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::Targets, layer::Context, layer::SubscriberExt, registry::LookupSpan,
+    util::SubscriberInitExt,
+};
+
+pub use self::{
+    metrics::{Metrics, OperationOutcome, Refusal},
+    operation::Scope,
+    request_id::RequestId,
+};
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Logged unless RUST_LOG says otherwise. sqlx warns on every slow pool
+/// acquire (an outage is logged once per change by the server instead);
+/// the operation's and the work's spans (target `deployql::traces`) and
+/// sea-orm's statement spans are for traces only: with traces off, no layer
+/// wants them and they cost nothing.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::pool::acquire=error,sea_orm=warn,deployql::traces=off";
+
+/// What traces are made of: this crate's spans and sea-orm's statements.
+fn traced() -> Targets {
+    Targets::new().with_target("deployql", Level::INFO).with_target("sea_orm", Level::INFO)
+}
+
+/// The installed logging and tracing; [`Telemetry::shutdown`] sends the
+/// spans still buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn traces_enabled(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Flushes the spans not yet exported (off the runtime's threads: the
+    /// export itself runs on the runtime).
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(err)) = flushed {
+                tracing::warn!(error = %err, "cannot flush the last spans");
+            }
+        }
+    }
+}
+
+/// Installs logging in `config`'s format (`dev` picks the default), traces
+/// when an OTLP endpoint is set, and the pool's acquire times in `metrics`.
+pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Telemetry, String> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logs = match config.log_format(dev) {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let acquire_times = PoolAcquireTimes(metrics.clone())
+        .with_filter(Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG));
+    let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("deployql"))
+            .with_filter(traced())
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(acquire_times)
+        .with(spans)
+        .try_init()
+        .map_err(|err| format!("cannot install logging: {err}"))?;
+    Ok(Telemetry { provider })
+}
+
+/// Observes sqlx's per-acquire timing events (enabled in `db`) as the
+/// `deployql_db_pool_acquire_seconds` histogram.
+struct PoolAcquireTimes(Metrics);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PoolAcquireTimes {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        struct Seconds(Option<f64>);
+        impl tracing::field::Visit for Seconds {
+            fn record_f64(&mut self, field: &Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut seconds = Seconds(None);
+        event.record(&mut seconds);
+        if let Some(seconds) = seconds.0 {
+            self.0.pool_acquired(seconds);
+        }
+    }
+}
