@@ -82,7 +82,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    let state = http::AppState::new(db, keys, demo_token.as_deref(), statements)
+    let state = http::AppState::new(db, keys, demo_token.as_deref(), statements.metrics().clone())
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())

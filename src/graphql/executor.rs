@@ -217,7 +217,7 @@ impl Executor for SessionExecutor {
 fn operation_span(info: &OperationInfo) -> tracing::Span {
     let name = info.name.as_deref().unwrap_or("anonymous");
     tracing::info_span!(
-        target: "deployql::traces",
+        target: crate::telemetry::TRACES_TARGET,
         "graphql",
         otel.name = format_args!("{} {name}", info.kind),
         graphql.operation.name = name,

@@ -37,7 +37,6 @@ use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
-    db::StatementCounter,
     graphql::{AppSchema, Documents, SessionExecutor, build_schema, build_schema_with, documents},
     live::ChangeFeed,
     telemetry::{Metrics, RequestId},
@@ -70,12 +69,13 @@ pub struct AppState {
 
 impl AppState {
     /// `graphiql_token`, when given, fills GraphiQL's Headers tab (dev mode).
-    /// `statements` is the counter installed on `db`, reported by `/metrics`.
+    /// `metrics` are the ones the statement counter installed on `db` reports in
+    /// (see `db::StatementCounter::metrics`); `/metrics` serves them.
     pub fn new(
         db: DatabaseConnection,
         keys: JwtKeys,
         graphiql_token: Option<&str>,
-        statements: StatementCounter,
+        metrics: Metrics,
     ) -> Self {
         Self {
             schema: build_schema(),
@@ -87,7 +87,7 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             graphiql: graphiql::page(graphiql_token).into(),
-            metrics: statements.metrics().clone(),
+            metrics,
             slots: Arc::new(slots::Slots::new(
                 Limits::default().in_flight,
                 Limits::default().in_flight_per_user,
@@ -212,7 +212,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, router, ServerLimits::default(), GoingAway::default(), shutdown).await
+    let (limits, going_away) = (ServerLimits::default(), GoingAway::default());
+    server::serve(listener, router, limits, going_away, Metrics::default(), shutdown).await
 }
 
 /// Serves `state`'s app on `listener` within `limits` until `shutdown`
@@ -223,8 +224,8 @@ pub async fn serve_app(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let going_away = state.going_away();
-    server::serve(listener, router(state), limits, going_away, shutdown).await
+    let (going_away, metrics) = (state.going_away(), state.metrics.clone());
+    server::serve(listener, router(state), limits, going_away, metrics, shutdown).await
 }
 
 /// Alive: answers without touching the database.

@@ -19,6 +19,8 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 
+use crate::telemetry::{Metrics, Refusal};
+
 /// Connection-level bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -47,6 +49,7 @@ pub(super) async fn serve(
     router: Router,
     limits: ServerLimits,
     going_away: GoingAway,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -77,6 +80,7 @@ pub(super) async fn serve(
                 );
                 at_limit = true;
             }
+            metrics.refused(Refusal::TooManyConnections);
             drop(stream);
             continue;
         };
@@ -85,11 +89,15 @@ pub(super) async fn serve(
         let connection = http
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()))
             .with_upgrades();
-        let going_away = going_away.clone();
+        let (going_away, metrics) = (going_away.clone(), metrics.clone());
         tokio::spawn(async move {
             tokio::pin!(connection);
             tokio::select! {
-                _ = connection.as_mut() => {}
+                served = connection.as_mut() => match served {
+                    Err(err) if err.is_timeout() => metrics.refused(Refusal::HeaderReadTimeout),
+                    Err(err) if err.is_parse_too_large() => metrics.refused(Refusal::HeadTooLarge),
+                    _ => {}
+                },
                 () = going_away.announced() => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;

@@ -49,8 +49,11 @@ pub enum Refusal {
     ServerBusy,
     /// An operation that ran past its deadline (the database did not answer).
     OperationTimeout,
-    /// A request head that did not arrive within HEADER_READ_TIMEOUT.
+    /// A connection closed by HEADER_READ_TIMEOUT: a head that did not
+    /// arrive in time, or a kept-alive connection idle that long.
     HeaderReadTimeout,
+    /// A request head over 16 KiB (431).
+    HeadTooLarge,
     /// A connection beyond MAX_CONNECTIONS.
     TooManyConnections,
     /// A WebSocket that sent no `connection_init` within WS_INIT_TIMEOUT.
@@ -76,6 +79,7 @@ impl Refusal {
             Self::ServerBusy => "server_busy",
             Self::OperationTimeout => "operation_timeout",
             Self::HeaderReadTimeout => "header_read_timeout",
+            Self::HeadTooLarge => "head_too_large",
             Self::TooManyConnections => "too_many_connections",
             Self::WebSocketInitTimeout => "websocket_init_timeout",
             Self::TooManyOperations => "too_many_operations",
@@ -171,7 +175,7 @@ impl Metrics {
     /// Counts a refusal by its reason.
     pub fn refused(&self, refusal: Refusal) {
         self.with(|| {
-            counter!("deployql_refusals_total", "reason" => refusal.as_str()).increment(1)
+            counter!("deployql_refusals_total", "reason" => refusal.as_str()).increment(1);
         });
     }
 

@@ -10,7 +10,11 @@ mod traces;
 use opentelemetry::trace::TracerProvider as _;
 use tracing::{Level, Subscriber, field::Field};
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::Targets, layer::Context, layer::SubscriberExt, registry::LookupSpan,
+    EnvFilter, Layer,
+    filter::{FilterExt, Targets, filter_fn},
+    layer::Context,
+    layer::SubscriberExt,
+    registry::LookupSpan,
     util::SubscriberInitExt,
 };
 
@@ -22,11 +26,21 @@ pub use self::{
 use crate::config::{LogFormat, TelemetryConfig};
 
 /// Logged unless RUST_LOG says otherwise. sqlx warns on every slow pool
-/// acquire (an outage is logged once per change by the server instead);
-/// the operation's and the work's spans (target `deployql::traces`) and
-/// sea-orm's statement spans are for traces only: with traces off, no layer
-/// wants them and they cost nothing.
-const DEFAULT_LOG_FILTER: &str = "info,sqlx::pool::acquire=error,sea_orm=warn,deployql::traces=off";
+/// acquire (an outage is logged once per change by the server instead).
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::pool::acquire=error";
+
+/// Spans for traces only, whatever RUST_LOG says: the operation's and the
+/// work's (target `deployql::traces`) and sea-orm's statements. With traces
+/// off no layer wants them, so they are disabled where they are written.
+fn traces_only(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span()
+        && (metadata.target().starts_with(TRACES_TARGET)
+            || metadata.target().starts_with("sea_orm"))
+}
+
+/// The target of spans meant for traces only (the `tracing::instrument`
+/// attributes spell it out: attributes take literals).
+pub const TRACES_TARGET: &str = "deployql::traces";
 
 /// What traces are made of: this crate's spans and sea-orm's statements.
 fn traced() -> Targets {
@@ -82,7 +96,7 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
             .with_filter(traced())
     });
     tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
+        .with(logs.with_filter(filter.and(filter_fn(|metadata| !traces_only(metadata)))))
         .with(acquire_times)
         .with(spans)
         .try_init()

@@ -331,3 +331,46 @@ async fn operation_names_beyond_the_first_thousand_count_as_other() {
     let other = [("operation_name", "other")];
     assert_eq!(metric_sum(&samples, "deployql_graphql_operations_total", &other), 5.0);
 }
+
+#[tokio::test]
+async fn the_dashboard_charts_only_series_the_server_exports() {
+    let dashboard = include_str!("../../grafana/deployql.json");
+    let mut charted: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("deployql_"))
+        .map(|name| {
+            ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n))
+        })
+        .collect();
+    charted.sort_unstable();
+    charted.dedup();
+    assert!(charted.len() > 15, "{charted:?}");
+
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let server = ServerProcess::start(&app.database_url()).await;
+    let body = json!({ "query": STATUS_PAGE, "variables": { "id": id } });
+    post(server.addr, Some(&app.token(user)), &[], body).await;
+    post(server.addr, None, &[], json!({ "query": "{ a }" })).await;
+    let mut socket = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    socket.init_with_token(&app.token(user)).await;
+    let watch =
+        "subscription { deploymentUpdated(id: $id) { id } }".replace("$id", &format!("\"{id}\""));
+    socket.subscribe("1", &watch, json!({})).await;
+    socket.next_payload(Duration::from_secs(5)).await;
+
+    let exported: std::collections::HashSet<String> =
+        server.scrape().await.into_iter().map(|sample| sample.metric).collect();
+    for name in charted {
+        // The JWKS counters exist only with JWKS_URL.
+        if name.starts_with("deployql_jwks_") {
+            continue;
+        }
+        let histogram = format!("{name}_count");
+        assert!(
+            exported.contains(name) || exported.contains(&histogram),
+            "the dashboard charts {name}, which /metrics does not export"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{NewDeployment, ServerProcess, TestApp, error_code, post_graphql},
+    helpers::{NewDeployment, ServerProcess, TestApp, error_code, metric_sum, post_graphql},
     live::WATCH,
     ws_client::{Event, TRANSPORT_WS, WsClient},
 };
@@ -64,6 +64,10 @@ async fn stalled_bodies_hold_no_slot_and_end_in_408() {
         let expected = if n % 2 == 0 { "HTTP/1.1 408" } else { "HTTP/1.1 401" };
         assert!(answer.starts_with(expected), "{n}: {answer}");
     }
+    let refused = server.scrape().await;
+    let reason = |reason| metric_sum(&refused, "deployql_refusals_total", &[("reason", reason)]);
+    assert_eq!(reason("body_read_timeout"), 20.0);
+    assert_eq!(reason("unauthenticated"), 20.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,6 +86,10 @@ async fn silent_connections_are_closed_and_huge_heads_refused() {
     let mut socket = raw(&server, &huge);
     let answer = tokio::task::spawn_blocking(move || read_all(&mut socket)).await.expect("read");
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let refused = server.scrape().await;
+    let reason = |reason| metric_sum(&refused, "deployql_refusals_total", &[("reason", reason)]);
+    assert_eq!(reason("head_too_large"), 1.0);
+    assert!(reason("header_read_timeout") >= 1.0, "the silent connection");
 
     let long_token = "x".repeat(9_000);
     let body = reqwest::Client::new()
@@ -113,6 +121,9 @@ async fn connections_past_the_limit_are_closed_at_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let healthy = reqwest::get(format!("http://{}/healthz", server.addr)).await.expect("healthz");
     assert_eq!(healthy.status(), 200);
+    let refused = server.scrape().await;
+    let closed = [("reason", "too_many_connections")];
+    assert!(metric_sum(&refused, "deployql_refusals_total", &closed) >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

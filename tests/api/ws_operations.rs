@@ -81,7 +81,7 @@ async fn a_socket_is_closed_when_its_token_expires_and_runs_nothing_after(app: &
         app.db.clone(),
         keys,
         None,
-        deployql::db::StatementCounter::default(),
+        deployql::telemetry::Metrics::default(),
     );
     let router = deployql::http::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

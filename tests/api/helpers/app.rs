@@ -12,6 +12,7 @@ use deployql::{
     config::JwtSecret,
     db::{self, StatementCounter},
     http::{self, AppState},
+    telemetry::Metrics,
 };
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
@@ -54,7 +55,7 @@ impl TestApp {
         let mut db = db::connect(url, 8).await.expect("connect");
         let statements = Arc::new(Mutex::new(Vec::new()));
         let (log, counter) = (statements.clone(), StatementCounter::default());
-        let metrics = counter.clone();
+        let metrics = counter.metrics().clone();
         db.set_metric_callback(move |info| {
             counter.record();
             log.lock().expect("statement log").push(info.statement.sql.clone());
@@ -70,8 +71,7 @@ impl TestApp {
 
     /// Serves a router built from this app's database and keys, adjusted by `configure`.
     pub fn reconfigure(&mut self, configure: impl FnOnce(AppState) -> AppState) {
-        let state =
-            AppState::new(self.db.clone(), self.keys.clone(), None, StatementCounter::default());
+        let state = AppState::new(self.db.clone(), self.keys.clone(), None, Metrics::default());
         self.router = http::router(configure(state));
     }
 
