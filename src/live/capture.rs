@@ -192,6 +192,14 @@ impl Reader {
             sqlx::query(sqlx::AssertSqlSafe(delete)).bind(horizon.to_string()).execute(pool).await
         {
             tracing::warn!(error = %err, "cannot prune the change log");
+            return;
+        }
+        // The deleted rows' space is reused only once vacuumed: without
+        // this (autovacuum off, or behind), the log and the next prune's
+        // index scan grow with every prune.
+        let vacuum = format!("VACUUM {LOG}");
+        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(vacuum)).execute(pool).await {
+            tracing::warn!(error = %err, "cannot vacuum the change log");
         }
     }
 }
