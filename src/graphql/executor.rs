@@ -11,7 +11,11 @@ use async_graphql::{
 use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
-use super::{AppSchema, Documents, document::OperationInfo, gated, loaders, registry};
+use super::{
+    AppSchema, Documents,
+    document::{OperationInfo, Prepared},
+    gated, loaders, registry,
+};
 use crate::{
     auth::Session,
     error::{ApiError, codes},
@@ -118,11 +122,7 @@ impl SessionExecutor {
             outcome = %outcome,
             "graphql operation"
         );
-        if let Some(id) = request_id {
-            for error in &mut response.errors {
-                error.extensions.get_or_insert_default().set("requestId", id.as_str());
-            }
-        }
+        tag_errors(response, request_id.as_ref());
         self.metrics.operation(&OperationOutcome {
             name: info.name,
             kind: info.kind,
@@ -132,24 +132,37 @@ impl SessionExecutor {
     }
 }
 
+impl SessionExecutor {
+    /// The request's document prepared, or the answer refusing it (an
+    /// expired session, a document over the bounds or unparsable).
+    fn prepare_or_refuse(
+        &self,
+        request: &mut Request,
+    ) -> Result<Prepared, Box<(OperationInfo, Response)>> {
+        if let Some(refusal) = self.expired() {
+            return Err(Box::new((OperationInfo::unknown(request), refusal)));
+        }
+        self.documents.prepare(request).map_err(|refusal| {
+            Box::new((OperationInfo::unknown(request), Response::from_errors(vec![refusal])))
+        })
+    }
+}
+
 impl Executor for SessionExecutor {
     async fn execute(&self, mut request: Request) -> Response {
         let started = Instant::now();
-        let (info, mut response, statements) = if let Some(refusal) = self.expired() {
-            (OperationInfo::unknown(&request), refusal, 0)
-        } else {
-            match self.documents.prepare(&mut request) {
-                Err(refusal) => {
-                    (OperationInfo::unknown(&request), Response::from_errors(vec![refusal]), 0)
-                }
-                Ok(prepared) => {
-                    let info = prepared.info();
-                    let scope = Scope::new(info.entry_point.clone());
-                    let span = operation_span(&info);
-                    let mut response = self.run(request, &scope).instrument(span).await;
-                    prepared.complete(&mut response, registry().await);
-                    (info, response, scope.statements())
-                }
+        let (info, mut response, statements) = match self.prepare_or_refuse(&mut request) {
+            Err(refused) => {
+                let (info, refusal) = *refused;
+                (info, refusal, 0)
+            }
+            Ok(prepared) => {
+                let info = prepared.info();
+                let scope = Scope::new(info.entry_point.clone());
+                let span = operation_span(&info);
+                let mut response = self.run(request, &scope).instrument(span).await;
+                prepared.complete(&mut response, registry().await);
+                (info, response, scope.statements())
             }
         };
         self.answered(info, &mut response, started, statements);
@@ -162,15 +175,10 @@ impl Executor for SessionExecutor {
         _connection: Option<Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, Response> {
         let started = Instant::now();
-        let refusal = match self.expired() {
-            Some(refusal) => Err((OperationInfo::unknown(&request), refusal)),
-            None => self.documents.prepare(&mut request).map_err(|refusal| {
-                (OperationInfo::unknown(&request), Response::from_errors(vec![refusal]))
-            }),
-        };
-        let prepared = match refusal {
+        let prepared = match self.prepare_or_refuse(&mut request) {
             Ok(prepared) => prepared,
-            Err((info, mut response)) => {
+            Err(refused) => {
+                let (info, mut response) = *refused;
                 self.answered(info, &mut response, started, 0);
                 return stream::once(async move { response }).boxed();
             }
@@ -185,22 +193,13 @@ impl Executor for SessionExecutor {
                 .boxed();
         // The subscription counts as answered with its first message (its
         // refusal, or its first state); each message after is counted.
-        let (executor, mut info, mut first) = (self.clone(), Some(info), true);
-        let poll_scope = scope.clone();
+        let (executor, mut info, poll_scope) = (self.clone(), Some(info), scope.clone());
         let responses = responses.map(move |mut response| {
-            if first {
-                first = false;
-                if let Some(info) = info.take() {
-                    executor.answered(info, &mut response, started, scope.statements());
-                }
-            } else if let Some(id) = RequestId::current() {
-                for error in &mut response.errors {
-                    error.extensions.get_or_insert_default().set("requestId", id.as_str());
-                }
+            match info.take() {
+                Some(info) => executor.answered(info, &mut response, started, scope.statements()),
+                None => tag_errors(&mut response, RequestId::current().as_ref()),
             }
-            executor
-                .metrics
-                .with(|| metrics::counter!("deployql_live_messages_total").increment(1));
+            executor.metrics.live_message_sent();
             response
         });
         let mut responses = responses.boxed();
@@ -223,6 +222,15 @@ fn operation_span(info: &OperationInfo) -> tracing::Span {
         graphql.operation.name = name,
         graphql.operation.type = info.kind,
     )
+}
+
+/// Adds the request's id to the `extensions` of each of `response`'s errors.
+fn tag_errors(response: &mut Response, id: Option<&RequestId>) {
+    if let Some(id) = id {
+        for error in &mut response.errors {
+            error.extensions.get_or_insert_default().set("requestId", id.as_str());
+        }
+    }
 }
 
 /// `ok`, or the first error's code.

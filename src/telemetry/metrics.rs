@@ -201,6 +201,11 @@ impl Metrics {
         self.with(|| metrics::histogram!("deployql_db_pool_acquire_seconds").record(seconds));
     }
 
+    /// Counts a subscription message sent.
+    pub fn live_message_sent(&self) {
+        self.with(|| counter!("deployql_live_messages_total").increment(1));
+    }
+
     /// Counts an open WebSocket until the returned guard drops.
     pub fn websocket_opened(&self) -> OpenWebSocket {
         self.with(|| gauge!("deployql_websocket_connections").increment(1.0));
