@@ -267,9 +267,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         gauge!("deployql_live_subscriptions").set(router.subscriptions() as f64);
         gauge!("deployql_live_groups").set(router.groups() as f64);
         counter!("deployql_live_refetches_total").absolute(router.refetches());
-        let (changes, restarts) = state.feed.counts();
-        counter!("deployql_live_changes_total").absolute(changes);
-        counter!("deployql_live_reader_restarts_total").absolute(restarts);
+        let feed = state.feed.counts();
+        counter!("deployql_live_changes_total").absolute(feed.changes);
+        counter!("deployql_live_reader_restarts_total").absolute(feed.restarts);
+        counter!("deployql_live_log_reads_total").absolute(feed.reads);
         if let Some(jwks) = state.keys.jwks_source() {
             let (fetches, failures) = jwks.fetch_counts();
             counter!("deployql_jwks_fetches_total").absolute(fetches);

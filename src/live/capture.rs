@@ -13,6 +13,11 @@
 //! a pause long enough for rows to have been pruned, the reader cannot tell
 //! what it missed and sends [`Change::Resync`]: every watched deployment is
 //! read again.
+//!
+//! While this instance has no subscription, there is no one to tell: the
+//! reader only takes a snapshot every 200 ms (for pruning and `/readyz`), and
+//! the first subscription's changes are read from the last one, taken
+//! before that subscription's first read, so nothing in between is missed.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -38,6 +43,10 @@ pub const APPLICATION_NAME: &str = "deployql-changes";
 /// index on `xid`, so the log's length costs them little.
 const RETENTION: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// How often an instance without subscriptions takes a snapshot. A first
+/// subscription reads the changes since the last one: the shorter, the fewer
+/// recent changes it refetches for (a tenth of the reads while watching).
+const IDLE_READ_EVERY: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A snapshot's bounds: every transaction below `xmin` had ended; from
@@ -98,18 +107,31 @@ pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Dura
         }
     };
     let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
-    let mut reader = Reader { read: read_statement(), ..Reader::default() };
+    let mut reader = Reader {
+        read: read_statement(),
+        cursor: None,
+        lost_track: true,
+        last_read: None,
+        horizons: VecDeque::new(),
+        last_prune: None,
+    };
     let mut backoff = Duration::from_millis(100);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let watched = feed.router().subscriptions() > 0;
+        if !watched && reader.last_read.is_some_and(|at| at.elapsed() < IDLE_READ_EVERY) {
+            continue;
+        }
         match reader.read(&pool, &feed).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
-                if reader.cursor.take().is_some() {
+                if !reader.lost_track {
                     tracing::warn!(error = %err, "cannot read the change log; retrying");
                 }
+                reader.lost_track = true;
+                reader.cursor = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -119,23 +141,34 @@ pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Dura
 }
 
 /// Where the reader stands.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Reader {
     read: String,
-    /// The last read's snapshot, and when it was taken; none after an error.
+    /// The last read's snapshot, and when it was taken; none after an
+    /// error, and while no one here watches.
     cursor: Option<(Snapshot, Instant)>,
+    /// Changes may have been missed (at start, after an error): the next
+    /// read counts as a restart.
+    lost_track: bool,
+    last_read: Option<Instant>,
     /// Past snapshots' `xmin`, to know what every reader has read.
     horizons: VecDeque<(Instant, u64)>,
     last_prune: Option<Instant>,
 }
 
 impl Reader {
+    /// Reads what changed since the cursor while someone here watches;
+    /// otherwise only takes a snapshot, the cursor a first subscription
+    /// will read from.
     async fn read(&mut self, pool: &PgPool, feed: &ChangeFeed) -> Result<(), sqlx::Error> {
-        // Without a cursor (start, error, or a pause past half the
-        // retention), what happened before is unknown: take a snapshot, read
-        // nothing older, and have every subscriber re-read.
+        let watched = feed.router().subscriptions() > 0;
+        // Without a cursor (start, error, a pause past half the retention),
+        // what happened before is unknown: take a snapshot, read nothing
+        // older, and have every subscriber re-read.
         let cursor = self.cursor.take().filter(|(_, at)| at.elapsed() < RETENTION / 2);
-        let (xmax, in_progress) = match &cursor {
+        let paused =
+            cursor.is_none() && self.last_read.is_some_and(|at| at.elapsed() >= RETENTION / 2);
+        let (xmax, in_progress) = match cursor.as_ref().filter(|_| watched) {
             Some((since, _)) => (since.xmax.to_string(), since.in_progress_array()),
             None => (u64::MAX.to_string(), "{}".to_owned()),
         };
@@ -158,16 +191,28 @@ impl Reader {
             .ok_or_else(|| sqlx::Error::Protocol("no snapshot returned".into()))?
             .parse()
             .map_err(sqlx::Error::Protocol)?;
-        if cursor.is_none() {
+        if self.lost_track || paused {
             tracing::info!("reading deployment changes from the change log");
+            feed.restarted();
+            self.lost_track = false;
+        }
+        if watched && cursor.is_none() {
             feed.send(Change::Resync);
         }
         for id in changed {
             feed.send(Change::Deployment(id));
         }
         feed.mark_live();
-        self.horizons.push_back((Instant::now(), snapshot.xmin));
-        self.cursor = Some((snapshot, Instant::now()));
+        feed.read_done();
+        let now = Instant::now();
+        self.horizons.push_back((now, snapshot.xmin));
+        self.last_read = Some(now);
+        // An idle read's snapshot is a subscriber's starting point only if
+        // no one subscribed before it was taken (that one's first read may
+        // precede the snapshot): then the previous one, taken while no one
+        // watched, stays the cursor.
+        let arrived = !watched && feed.router().subscriptions() > 0;
+        self.cursor = if arrived { cursor } else { Some((snapshot, now)) };
         Ok(())
     }
 

@@ -47,7 +47,19 @@ pub struct ChangeFeed {
 #[derive(Debug, Default)]
 struct Counts {
     changes: AtomicU64,
-    resyncs: AtomicU64,
+    restarts: AtomicU64,
+    reads: AtomicU64,
+}
+
+/// What the feed has carried so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedCounts {
+    /// Changes received.
+    pub changes: u64,
+    /// Times the change reader started over.
+    pub restarts: u64,
+    /// Reads of the change log (or, with no subscription here, of a snapshot).
+    pub reads: u64,
 }
 
 impl ChangeFeed {
@@ -94,17 +106,27 @@ impl ChangeFeed {
                 self.counts.changes.fetch_add(1, Ordering::Relaxed);
                 self.router.changed(id);
             }
-            Change::Resync => {
-                self.counts.resyncs.fetch_add(1, Ordering::Relaxed);
-                self.router.resync();
-            }
+            Change::Resync => self.router.resync(),
         }
     }
 
-    /// Changes received, and resyncs (the change reader started over after
-    /// an error or a pause, having possibly missed changes).
-    pub fn counts(&self) -> (u64, u64) {
-        (self.counts.changes.load(Ordering::Relaxed), self.counts.resyncs.load(Ordering::Relaxed))
+    /// Called by the change reader when it starts over, at start and after
+    /// an error or a pause in which it may have missed changes.
+    pub fn restarted(&self) {
+        self.counts.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called by the change reader after each read.
+    pub fn read_done(&self) {
+        self.counts.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> FeedCounts {
+        FeedCounts {
+            changes: self.counts.changes.load(Ordering::Relaxed),
+            restarts: self.counts.restarts.load(Ordering::Relaxed),
+            reads: self.counts.reads.load(Ordering::Relaxed),
+        }
     }
 
     /// Called after a mutation commits; a no-op where triggers report changes.

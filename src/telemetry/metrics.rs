@@ -315,6 +315,11 @@ fn describe() {
         "Times the change reader started over (at start, and after an error or a pause that may \
          have missed changes): every subscription re-reads."
     );
+    describe_counter!(
+        "deployql_live_log_reads_total",
+        "Reads of the change log (Postgres): every LIVE_POLL_INTERVAL while this instance has \
+         subscriptions, a snapshot every 200 ms while it has none."
+    );
     describe_counter!("deployql_jwks_fetches_total", "Fetches of the identity provider's JWKS.");
     describe_counter!(
         "deployql_jwks_fetch_failures_total",

@@ -184,7 +184,10 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
     let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
     let user = Uuid::new_v4();
     let id = app.insert(user, NewDeployment { target: 1, history: 2, ..Default::default() }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // With no subscription the reader only snapshots (every 200 ms), and a
+    // first subscription reads from the last snapshot: let the insert fall
+    // well before it, so its rows are not taken for a change after.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
     ws.init_with_token(&app.token(user)).await;
     let watch = "subscription($id: ID!) { deploymentUpdated(id: $id) { id health
@@ -268,5 +271,36 @@ async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
     assert_eq!(
         triggers().await,
         ["deployment_replicas_capture", "deployment_replicas_capture_update"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_reader_idles_while_no_one_subscribes_and_misses_nothing_after() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
+    let reads = || server.metric("deployql_live_log_reads_total");
+    let before = reads().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = reads().await - before;
+    assert!(idle <= 14, "{idle} reads in 2 s without a subscription (5 a second expected)");
+
+    // Changes keep coming while no one watches; then someone does, and a
+    // change right after their first message reaches them.
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment { target: 1, ..Default::default() }).await;
+    let mut ws = WsClient::connect(server.addr, TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    ws.subscribe("1", WATCH, json!({ "id": id })).await;
+    ws.next_payload(SECOND).await;
+    sql(&app, &format!("UPDATE deployments SET target_replicas = 5 WHERE id = '{id}'")).await;
+    until(&mut ws, SECOND, |p| field(p, "targetReplicas") == 5).await;
+    let before = reads().await;
+    tokio::time::sleep(SECOND).await;
+    let watching = reads().await - before;
+    assert!(watching >= 25, "only {watching} reads in 1 s with a subscription (20 ms interval)");
+    assert_eq!(
+        server.metric("deployql_live_reader_restarts_total").await,
+        1,
+        "a first subscription is no restart"
     );
 }
