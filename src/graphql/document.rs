@@ -127,7 +127,10 @@ pub(super) struct OperationInfo {
 impl OperationInfo {
     /// A request that failed before its operation was known.
     pub(super) fn unknown(request: &Request) -> Self {
-        let name = request.operation_name.clone();
+        Self::unknown_named(request.operation_name.clone())
+    }
+
+    fn unknown_named(name: Option<String>) -> Self {
         Self { name, kind: "unknown", entry_point: "unknown".into() }
     }
 }
@@ -143,7 +146,7 @@ impl Prepared {
             _ => None,
         });
         let Ok(operation) = operation(document, self.operation_name.as_deref()) else {
-            return OperationInfo { name, kind: "unknown", entry_point: "unknown".into() };
+            return OperationInfo::unknown_named(name);
         };
         let kind = match operation.node.ty {
             OperationType::Query => "query",

@@ -123,7 +123,7 @@ impl SessionExecutor {
             "graphql operation"
         );
         tag_errors(response, request_id.as_ref());
-        self.metrics.operation(&OperationOutcome {
+        self.metrics.operation(OperationOutcome {
             name: info.name,
             kind: info.kind,
             outcome,

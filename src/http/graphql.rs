@@ -158,7 +158,7 @@ async fn execute(
     // clients hold nothing but their socket.
     let _slot = match state.slots.acquire(session.user.0).await {
         Ok(slot) => slot,
-        Err(refusal) => return refused(state, refusal),
+        Err(refusal) => return refused(refusal),
     };
     let executor = state.executor(session);
     let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
@@ -283,11 +283,7 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> bool {
 }
 
 /// No slot: a retryable refusal, with `Retry-After`.
-fn refused(state: &AppState, refusal: Refusal) -> Response {
-    state.metrics.refused(match refusal {
-        Refusal::UserBusy => Counted::RateLimited,
-        Refusal::Busy => Counted::ServerBusy,
-    });
+fn refused(refusal: Refusal) -> Response {
     let mut response = match refusal {
         Refusal::UserBusy => error(
             StatusCode::TOO_MANY_REQUESTS,

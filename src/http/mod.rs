@@ -87,12 +87,13 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             graphiql: graphiql::page(graphiql_token).into(),
-            metrics,
             slots: Arc::new(slots::Slots::new(
                 Limits::default().in_flight,
                 Limits::default().in_flight_per_user,
                 Limits::default().queue_timeout,
+                metrics.clone(),
             )),
+            metrics,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             cors: None,
             limits: Limits::default(),
@@ -136,7 +137,8 @@ impl AppState {
         queue_timeout: Duration,
     ) -> Self {
         let per_user = per_user.unwrap_or(max_in_flight / 4);
-        self.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout));
+        let metrics = self.metrics.clone();
+        self.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout, metrics));
         self.limits.in_flight = max_in_flight;
         self.limits.in_flight_per_user = per_user;
         self.limits.queue_timeout = queue_timeout;
@@ -300,6 +302,11 @@ fn pool_connections(db: &DatabaseConnection) -> Option<(f64, f64, f64)> {
 /// A JSON error body as GraphQL clients read it: one error with its
 /// message, its `extensions` and the request's id.
 pub(crate) fn error_body(message: &str, extensions: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "errors": [error_object(message, extensions)] })
+}
+
+/// One GraphQL error object, with the request's id in its `extensions`.
+pub(crate) fn error_object(message: &str, extensions: serde_json::Value) -> serde_json::Value {
     let mut extensions = match extensions {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
@@ -307,7 +314,7 @@ pub(crate) fn error_body(message: &str, extensions: serde_json::Value) -> serde_
     if let Some(id) = RequestId::current() {
         extensions.insert("requestId".into(), id.as_str().into());
     }
-    serde_json::json!({ "errors": [{ "message": message, "extensions": extensions }] })
+    serde_json::json!({ "message": message, "extensions": extensions })
 }
 
 /// Whether the database answered the last operations, logged once per

@@ -17,6 +17,8 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::telemetry::{Metrics, Refusal as Counted};
+
 /// Why no slot was had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refusal {
@@ -34,6 +36,8 @@ pub(super) struct Slots {
     queue_timeout: Duration,
     /// Requests waiting for a slot now.
     waiting: AtomicUsize,
+    /// Where refusals are counted.
+    metrics: Metrics,
 }
 
 /// A running request's slot; released when dropped.
@@ -46,13 +50,19 @@ pub(super) struct Slot<'a> {
 }
 
 impl Slots {
-    pub(super) fn new(max_in_flight: usize, per_user: usize, queue_timeout: Duration) -> Self {
+    pub(super) fn new(
+        max_in_flight: usize,
+        per_user: usize,
+        queue_timeout: Duration,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             global: Arc::new(Semaphore::new(max_in_flight.max(1))),
             users: Mutex::default(),
             per_user: per_user.clamp(1, max_in_flight.max(1)),
             queue_timeout,
             waiting: AtomicUsize::new(0),
+            metrics,
         }
     }
 
@@ -65,6 +75,12 @@ impl Slots {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let slot = self.wait_for_slot(user).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Err(refusal) = &slot {
+            self.metrics.refused(match refusal {
+                Refusal::UserBusy => Counted::RateLimited,
+                Refusal::Busy => Counted::ServerBusy,
+            });
+        }
         slot
     }
 
@@ -128,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_over_their_share_waits_then_is_refused_while_others_run() {
-        let slots = Slots::new(4, 1, Duration::from_millis(50));
+        let slots = Slots::new(4, 1, Duration::from_millis(50), Metrics::default());
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let running = slots.acquire(alice).await;
         assert!(running.is_ok());
@@ -140,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_server_refuses_after_the_queue_timeout() {
-        let slots = Slots::new(1, 1, Duration::from_millis(50));
+        let slots = Slots::new(1, 1, Duration::from_millis(50), Metrics::default());
         let held = slots.acquire(Uuid::new_v4()).await;
         assert!(held.is_ok());
         assert_eq!(slots.acquire(Uuid::new_v4()).await.err(), Some(Refusal::Busy));
@@ -148,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_users_leave_no_entry() {
-        let slots = Slots::new(4, 2, Duration::from_millis(50));
+        let slots = Slots::new(4, 2, Duration::from_millis(50), Metrics::default());
         for _ in 0..10 {
             let slot = slots.acquire(Uuid::new_v4()).await;
             assert!(slot.is_ok());

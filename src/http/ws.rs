@@ -39,7 +39,7 @@ use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
     error::{ApiError, codes},
     graphql::SessionExecutor,
-    telemetry::{Metrics, Refusal as Counted, RequestId},
+    telemetry::{Refusal as Counted, RequestId},
 };
 use tracing::Instrument;
 
@@ -99,7 +99,6 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         inner: state.executor(session),
         slots: state.slots.clone(),
         user: session.user.0,
-        metrics: state.metrics.clone(),
     };
     let mut messages = GraphQLSocket::new(executor, screened, protocol);
     let mut operations = Operations::default();
@@ -162,7 +161,6 @@ struct SlottedExecutor {
     inner: SessionExecutor,
     slots: Arc<Slots>,
     user: Uuid,
-    metrics: Metrics,
 }
 
 impl async_graphql::Executor for SlottedExecutor {
@@ -182,13 +180,7 @@ impl async_graphql::Executor for SlottedExecutor {
         stream::once(async move {
             let _slot = match this.slots.acquire(this.user).await {
                 Ok(slot) => slot,
-                Err(refusal) => {
-                    this.metrics.refused(match refusal {
-                        Refusal::UserBusy => Counted::RateLimited,
-                        Refusal::Busy => Counted::ServerBusy,
-                    });
-                    return refusal_response(refusal);
-                }
+                Err(refusal) => return refusal_response(refusal),
             };
             this.inner.execute(request).await
         })

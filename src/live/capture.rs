@@ -124,7 +124,7 @@ pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Dura
         if !watched && reader.last_read.is_some_and(|at| at.elapsed() < IDLE_READ_EVERY) {
             continue;
         }
-        match reader.read(&pool, &feed).await {
+        match reader.read(&pool, &feed, watched).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
                 if !reader.lost_track {
@@ -160,8 +160,12 @@ impl Reader {
     /// Reads what changed since the cursor while someone here watches;
     /// otherwise only takes a snapshot, the cursor a first subscription
     /// will read from.
-    async fn read(&mut self, pool: &PgPool, feed: &ChangeFeed) -> Result<(), sqlx::Error> {
-        let watched = feed.router().subscriptions() > 0;
+    async fn read(
+        &mut self,
+        pool: &PgPool,
+        feed: &ChangeFeed,
+        watched: bool,
+    ) -> Result<(), sqlx::Error> {
         // Without a cursor (start, error, a pause past half the retention),
         // what happened before is unknown: take a snapshot, read nothing
         // older, and have every subscriber re-read.

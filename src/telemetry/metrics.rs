@@ -159,11 +159,11 @@ impl Metrics {
     }
 
     /// Counts a GraphQL operation and observes its latency.
-    pub fn operation(&self, operation: &OperationOutcome) {
+    pub fn operation(&self, operation: OperationOutcome) {
         let labels = [
             ("operation_name", self.operation_name(operation.name.as_deref())),
             ("operation_type", SharedString::const_str(operation.kind)),
-            ("outcome", SharedString::from(operation.outcome.clone())),
+            ("outcome", SharedString::from(operation.outcome)),
         ];
         self.with(|| {
             counter!("deployql_graphql_operations_total", &labels).increment(1);

@@ -55,11 +55,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported.
-    pub fn traces_enabled(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Flushes the spans not yet exported (off the runtime's threads: the
     /// export itself runs on the runtime).
     pub async fn shutdown(self) {

@@ -134,6 +134,9 @@ async fn a_user_over_their_share_gets_429_while_others_are_served() {
     assert_eq!(crate::helpers::error_code(&body), Some("RATE_LIMITED"));
     let (status, _, body) = query_as(&app, other).await;
     assert_eq!(status, StatusCode::OK, "another user is served: {body}");
+    let refusals = parse_metrics(&app.scrape().await);
+    let limited = [("reason", "rate_limited")];
+    assert_eq!(metric_sum(&refusals, "deployql_refusals_total", &limited), 1.0);
 
     lock.rollback().await.expect("release the lock");
     let (status, body) = held.await.expect("held request");
@@ -151,6 +154,9 @@ async fn a_full_server_answers_503_with_retry_after_and_recovers() {
     assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(crate::helpers::error_code(&body), Some("SERVICE_UNAVAILABLE"));
+    let refusals = parse_metrics(&app.scrape().await);
+    let busy = [("reason", "server_busy")];
+    assert_eq!(metric_sum(&refusals, "deployql_refusals_total", &busy), 1.0);
 
     lock.rollback().await.expect("release the lock");
     assert_eq!(held.await.expect("held request").0, StatusCode::OK);

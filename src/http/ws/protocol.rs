@@ -51,10 +51,12 @@ impl Operations {
                 Screened::Close(4409, format!("Subscriber for {} already exists", echo(&id)))
             }
             "subscribe" | "start" if self.running.len() >= MAX_OPERATIONS => {
-                let error = json!({
-                    "message": format!("a connection runs at most {MAX_OPERATIONS} operations at once"),
-                    "extensions": { "code": codes::TOO_MANY_OPERATIONS },
-                });
+                let message =
+                    format!("a connection runs at most {MAX_OPERATIONS} operations at once");
+                let error = crate::http::error_object(
+                    &message,
+                    json!({ "code": codes::TOO_MANY_OPERATIONS }),
+                );
                 let message = match protocol {
                     WebSocketProtocols::GraphQLWS => {
                         json!({ "type": "error", "id": id, "payload": [error] })
