@@ -41,10 +41,15 @@ pub const CHANGE_CHANNEL: &str = "deployql_deployment_changed";
 /// The table the change triggers append `(xid, deployment_id)` to (migration 4).
 pub const CHANGE_LOG: &str = "deployql_changes";
 
+/// The tables whose every write the triggers capture (migrations 4 and 5).
+const CAPTURED_TABLES: [&str; 4] =
+    ["deployments", "deployment_replicas", "deployment_resources", "deployment_status_history"];
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
 mod m20261127_000004_capture_changes_in_a_log;
+mod m20261127_000005_capture_without_comparing_rows;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -57,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_unique_live_deployment_name::Migration),
             Box::new(m20261126_000003_notify_deployment_changes::Migration),
             Box::new(m20261127_000004_capture_changes_in_a_log::Migration),
+            Box::new(m20261127_000005_capture_without_comparing_rows::Migration),
         ]
     }
 }

@@ -14,11 +14,10 @@
 
 use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
 
+use crate::CAPTURED_TABLES as TABLES;
+
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
-
-const TABLES: [&str; 4] =
-    ["deployments", "deployment_replicas", "deployment_resources", "deployment_status_history"];
 
 /// The log; `{log}` is [`crate::CHANGE_LOG`]. UNLOGGED: a crash empties it,
 /// and the readers then refresh everything they watch.

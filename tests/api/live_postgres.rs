@@ -217,6 +217,24 @@ async fn each_subscription_message_is_one_statement_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_changes_nothing_is_captured_but_sends_nothing() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let server = ServerProcess::start(&app.postgres_url().expect("postgres")).await;
+    let (id, mut ws) = watch_new_deployment(&app, &server).await;
+    let changes = || server.metric("deployql_live_changes_total");
+    let before = changes().await;
+    // A node agent's heartbeat: every row rewritten as it was.
+    let heartbeat =
+        format!("UPDATE deployment_replicas SET status = status WHERE deployment_id = '{id}'");
+    sql(&app, &heartbeat).await;
+    assert_eq!(ws.recv(Duration::from_millis(500)).await, Event::Silence, "sent again");
+    assert!(changes().await > before, "the heartbeat was not captured");
+    // The next real change is the next message.
+    sql(&app, &format!("UPDATE deployments SET target_replicas = 7 WHERE id = '{id}'")).await;
+    assert_eq!(field(&ws.next_payload(SECOND).await, "targetReplicas"), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_committed_after_a_later_one_still_arrives() {
     use sea_orm::TransactionTrait;
     let Some(app) = TestApp::postgres().await else { return };
@@ -259,19 +277,19 @@ async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
                 .collect::<Vec<_>>()
         }
     };
+    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
+    // Migration 5 down restores migration 4's pair (updates compared first).
+    migration::Migrator::down(&app.db, Some(1)).await.expect("down 5");
     assert_eq!(
         triggers().await,
         ["deployment_replicas_capture", "deployment_replicas_capture_update"]
     );
     // The documented rollback: migration 4 down restores the notify trigger.
-    migration::Migrator::down(&app.db, Some(1)).await.expect("down");
+    migration::Migrator::down(&app.db, Some(1)).await.expect("down 4");
     assert_eq!(triggers().await, ["deployment_replicas_notify"]);
     // And `deployql migrate` moves it forward again.
     migration::Migrator::up(&app.db, None).await.expect("up");
-    assert_eq!(
-        triggers().await,
-        ["deployment_replicas_capture", "deployment_replicas_capture_update"]
-    );
+    assert_eq!(triggers().await, ["deployment_replicas_capture"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
