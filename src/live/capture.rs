@@ -236,21 +236,51 @@ impl Reader {
         }
         self.last_prune = Some(Instant::now());
         let Some(horizon) = horizon else { return };
-        let delete = format!("DELETE FROM {LOG} WHERE xid < ($1::text)::xid8");
-        if let Err(err) =
-            sqlx::query(sqlx::AssertSqlSafe(delete)).bind(horizon.to_string()).execute(pool).await
-        {
-            tracing::warn!(error = %err, "cannot prune the change log");
-            return;
+        match delete_before(pool, horizon).await {
+            Ok(true) => {}
+            // Another instance is pruning: what it deletes is gone for
+            // every reader alike (see `PRUNE_LOCK`).
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot prune the change log");
+                return;
+            }
         }
         // The deleted rows' space is reused only once vacuumed: without
         // this (autovacuum off, or behind), the log and the next prune's
-        // index scan grow with every prune.
-        let vacuum = format!("VACUUM {LOG}");
+        // index scan grow with every prune. SKIP_LOCKED: while another
+        // instance vacuums it, this reader does not wait for it.
+        let vacuum = format!("VACUUM (SKIP_LOCKED) {LOG}");
         if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(vacuum)).execute(pool).await {
             tracing::warn!(error = %err, "cannot vacuum the change log");
         }
     }
+}
+
+/// The advisory lock an instance holds while it prunes the log. Any
+/// instance's horizon is safe for all (every reader that read within half
+/// the retention has seen the rows, and one that did not resyncs), so one
+/// pruner at a time is enough; the others skip their turn rather than wait
+/// on the same rows with their reader's only connection.
+pub const PRUNE_LOCK: i64 = 0x6465_706c_6f79_716c; // "deployql"
+
+/// Deletes the rows of transactions before `horizon`, unless another
+/// instance is pruning (then `false`).
+async fn delete_before(pool: &PgPool, horizon: u64) -> Result<bool, sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(PRUNE_LOCK)
+        .fetch_one(&mut *transaction)
+        .await?;
+    if claimed {
+        let delete = format!("DELETE FROM {LOG} WHERE xid < ($1::text)::xid8");
+        sqlx::query(sqlx::AssertSqlSafe(delete))
+            .bind(horizon.to_string())
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(claimed)
 }
 
 #[cfg(test)]

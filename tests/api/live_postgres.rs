@@ -235,6 +235,47 @@ async fn a_write_that_changes_nothing_is_captured_but_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_at_a_time_prunes_the_change_log_and_old_rows_go() {
+    use sea_orm::sqlx::{Connection, PgConnection};
+    let Some(app) = TestApp::postgres().await else { return };
+    let url = app.postgres_url().expect("postgres");
+    let _server = ServerProcess::start(&url).await;
+    let log_rows = || {
+        let db = app.db.clone();
+        async move {
+            let sql = format!("SELECT count(*) AS n FROM {}", migration::CHANGE_LOG);
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            let row = db.query_one_raw(statement).await.expect("count").expect("a row");
+            row.try_get::<i64>("", "n").expect("n")
+        }
+    };
+    // Another instance pruning, as far as the server can tell.
+    let mut other = PgConnection::connect(&url).await.expect("connect");
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(deployql::live::capture::PRUNE_LOCK)
+        .execute(&mut other)
+        .await
+        .expect("lock");
+    app.insert(Uuid::new_v4(), NewDeployment::default()).await;
+    let written = log_rows().await;
+    assert!(written > 0, "the insert was not captured");
+    // Past the retention (30 s) and a prune's interval (5 s): the server's
+    // prunes were skipped, the rows are still there.
+    tokio::time::sleep(Duration::from_secs(37)).await;
+    assert_eq!(log_rows().await, written, "pruned while another instance held the lock");
+    // The other instance is done: the server's next prune deletes them.
+    sea_orm::sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut other)
+        .await
+        .expect("unlock");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while log_rows().await > 0 {
+        assert!(Instant::now() < deadline, "the change log was never pruned");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_committed_after_a_later_one_still_arrives() {
     use sea_orm::TransactionTrait;
     let Some(app) = TestApp::postgres().await else { return };
