@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Instant};
 use async_graphql::{
     ErrorExtensions, Executor, Request, Response, ServerError, Value,
     futures_util::stream::{self, BoxStream, StreamExt},
+    registry::Registry,
 };
 use sea_orm::DatabaseConnection;
 use tracing::Instrument;
@@ -82,9 +83,18 @@ impl SessionExecutor {
         })
     }
 
-    /// Runs one query or mutation within the operation timeout.
-    async fn run(&self, request: Request, scope: &Arc<Scope>) -> Response {
-        let run = scope.clone().run(self.schema.execute(self.prepare(request, scope)));
+    /// Runs one query or mutation within the operation timeout, validated in
+    /// full unless its document already was (see `Documents::validated_schema`).
+    async fn run(
+        &self,
+        request: Request,
+        prepared: &Prepared,
+        registry: Option<&Registry>,
+        scope: &Arc<Scope>,
+    ) -> Response {
+        let schema =
+            self.documents.validated_schema(prepared, &request, registry).unwrap_or(&self.schema);
+        let run = scope.clone().run(schema.execute(self.prepare(request, scope)));
         match self.timeout {
             None => run.await,
             Some(timeout) => tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
@@ -160,8 +170,10 @@ impl Executor for SessionExecutor {
                 let info = prepared.info();
                 let scope = Scope::new(info.entry_point.clone());
                 let span = operation_span(&info);
-                let mut response = self.run(request, &scope).instrument(span).await;
-                prepared.complete(&mut response, registry().await);
+                let registry = registry().await;
+                let mut response =
+                    self.run(request, &prepared, registry, &scope).instrument(span).await;
+                prepared.complete(&mut response, registry);
                 (info, response, scope.statements())
             }
         };

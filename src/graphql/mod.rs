@@ -15,12 +15,14 @@ mod refusals;
 pub mod subscription;
 mod tokens;
 pub mod types;
+mod variables;
 
 use std::sync::Arc;
 
 use async_graphql::{
     Context, ErrorExtensions, MergedObject, MergedSubscription, Request, SDLExportOptions, Schema,
-    SchemaEnv, ServerError, parser::types::OperationType, registry::Registry,
+    SchemaBuilder, SchemaEnv, ServerError, ValidationMode, parser::types::OperationType,
+    registry::Registry,
 };
 
 pub use self::{document::Documents, executor::SessionExecutor};
@@ -48,18 +50,25 @@ pub fn build_schema() -> AppSchema {
 
 /// The schema with `limits`.
 pub fn build_schema_with(limits: Limits) -> AppSchema {
+    schema_builder(limits).finish()
+}
+
+fn schema_builder(limits: Limits) -> SchemaBuilder<Query, Mutation, Subscription> {
     // Depth is bounded by `document`, which measures introspection apart
     // (async-graphql's own limit would refuse every standard tool's query).
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_complexity(limits.complexity)
         .limit_recursive_depth(32)
         .limit_directives(limits.directives)
-        .finish()
 }
 
-/// What checks and completes documents around execution, for `limits`.
+/// What checks and completes documents around execution, for `limits`. It
+/// holds a twin of the schema that runs only async-graphql's cost
+/// measurements, not its validation rules, for documents validated in full
+/// before (see [`Documents::validated_schema`]).
 pub fn documents(limits: Limits) -> Arc<Documents> {
-    Arc::new(Documents::new(limits))
+    let validated = schema_builder(limits).validation_mode(ValidationMode::Fast).finish();
+    Arc::new(Documents::new(limits, validated))
 }
 
 /// The schema's type registry, which response completion reads. async-graphql

@@ -101,6 +101,35 @@ async fn validation_and_variable_errors_are_coded_with_their_place() {
 }
 
 #[tokio::test]
+async fn a_document_validated_before_still_refuses_variables_of_the_wrong_type() {
+    // After a document's first run, later runs skip async-graphql's rules
+    // while their variables plainly fit; those that do not get the same
+    // answer as on the document's first sight.
+    let app = TestApp::sqlite().await;
+    let query =
+        "query($id: ID!, $n: Int) { deployment(id: $id) { statusHistory(limit: $n) { reason } } }";
+    let run = |variables: Value| {
+        let body = json!({ "query": query, "variables": variables });
+        app.send(post(&app, GRAPHQL_RESPONSE, &body))
+    };
+    let wrong = json!({ "id": Uuid::new_v4(), "n": "three" });
+    let (status, _, first) = run(wrong.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{first}");
+    assert_eq!(error_code(&first), Some("GRAPHQL_VALIDATION_FAILED"), "{first}");
+    for _ in 0..3 {
+        let (status, _, body) = run(json!({ "id": Uuid::new_v4(), "n": 3 })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
+    }
+    let (status, _, again) = run(wrong).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(again["errors"][0]["message"], first["errors"][0]["message"]);
+    let (status, _, body) = run(json!({ "id": null })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), Some("GRAPHQL_VALIDATION_FAILED"), "{body}");
+}
+
+#[tokio::test]
 async fn a_document_of_several_operations_needs_an_existing_operation_name() {
     let app = TestApp::sqlite().await;
     let query = "query A { __typename } query B { deployments { totalCount } }";
