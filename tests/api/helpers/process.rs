@@ -40,9 +40,31 @@ impl ServerProcess {
     /// Starts `binary` (another build of deployql, for a side-by-side benchmark).
     pub async fn start_binary(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
         let env = [&[("JWT_SECRET", SECRET)], env].concat();
-        let server = Self::spawn(binary, database_url, &env, std::process::Stdio::inherit());
-        server.wait_ready().await;
-        server
+        // The free port can be taken by another test between `free_addr`
+        // and the server's bind: then the server exits, and another port is tried.
+        for _ in 0..3 {
+            let mut server =
+                Self::spawn(binary, database_url, &env, std::process::Stdio::inherit());
+            if server.ready_unless_exited(Duration::from_secs(10)).await {
+                return server;
+            }
+        }
+        panic!("deployql exited at start three times");
+    }
+
+    /// Waits for `/readyz` to answer 200 (`true`) or the process to exit
+    /// (`false`); panics if neither happens within `within`.
+    async fn ready_unless_exited(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.ready_within(Duration::from_millis(100)).await {
+                return true;
+            }
+            if self.child.0.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+        }
+        panic!("deployql on {} did not become ready", self.addr);
     }
 
     /// Starts a server that verifies tokens as `env` says (`JWKS_URL`, ...),
