@@ -114,7 +114,13 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Err(err)) if is_too_big(&err) => {
                         state.metrics.refused(Counted::BodyTooLarge);
-                        return close(&mut sink, 1009, "Message too big").await;
+                        close(&mut sink, 1009, "Message too big").await;
+                        // The rest of the frame is still arriving, unread:
+                        // closing now would answer it with a reset, which
+                        // can overtake the close frame. The client gets a
+                        // moment to finish sending and read the close first.
+                        tokio::time::sleep(TOO_BIG_LINGER).await;
+                        return;
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
@@ -200,6 +206,10 @@ fn refusal_response(refusal: Refusal) -> async_graphql::Response {
     error.extensions.get_or_insert_with(Default::default).set("code", code);
     async_graphql::Response::from_errors(vec![error])
 }
+
+/// How long a socket refused for a frame over the size limit stays open
+/// after its close frame (see where it is used).
+const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
 
 /// Whether a read failed because the frame passed the size limit.
 fn is_too_big(err: &axum::Error) -> bool {
