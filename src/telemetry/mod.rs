@@ -2,6 +2,7 @@
 //! (`request_id`), statements per operation (`operation`), logs, and
 //! OpenTelemetry traces (`traces`). Depends only on configuration.
 
+mod json_lines;
 pub mod metrics;
 pub mod operation;
 pub mod request_id;
@@ -74,13 +75,7 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let logs = match config.log_format(dev) {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Json => json_lines::layer().boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone())
         .with_filter(Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG));
