@@ -240,15 +240,7 @@ async fn lookup(
         .into_iter()
         .map(|(model, prefetched)| {
             let counts = prefetched.counts.unwrap_or_default();
-            tracing::info!(
-                deployment = %model.name,
-                user = %user,
-                status = ?model.status,
-                health = ?counts.health(model.target_replicas),
-                replicas_running = counts.running,
-                replicas_target = model.target_replicas,
-                "status lookup"
-            );
+            log_lookup(user, &model, counts);
             (model.id, Deployment::with_counts(model, counts))
         })
         .collect();
@@ -261,6 +253,19 @@ async fn lookup(
                 .ok_or_else(|| ApiError::not_found(id))
         })
         .collect())
+}
+
+/// The line each status lookup logs.
+pub(crate) fn log_lookup(user: UserId, model: &deployment::Model, counts: health::ReplicaCounts) {
+    tracing::info!(
+        deployment = %model.name,
+        user = %user,
+        status = ?model.status,
+        health = ?counts.health(model.target_replicas),
+        replicas_running = counts.running,
+        replicas_target = model.target_replicas,
+        "status lookup"
+    );
 }
 
 /// Read queries on deployments.

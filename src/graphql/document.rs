@@ -13,7 +13,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -28,6 +28,7 @@ use async_graphql::{
 use super::{
     AppSchema,
     completion::Completion,
+    direct::StatusRead,
     refusals::{check, coded, has_code, operation, syntax_error, validation_error},
     tokens, variables,
 };
@@ -66,6 +67,8 @@ struct Checked {
     /// It has passed all of async-graphql's validation rules once. Only
     /// for a document of one operation, which every request of it runs.
     validated: AtomicBool,
+    /// The document compiled as a status read, once validated (see `direct`).
+    status_read: OnceLock<Option<StatusRead>>,
 }
 
 /// The document and operation of a request about to run: what completes its
@@ -133,14 +136,21 @@ impl Documents {
                 }
                 let document = request.parsed_query().map_err(syntax_error)?.clone();
                 let verdict = check(&document, &self.limits);
-                let checked =
-                    Arc::new(Checked { document, verdict, validated: AtomicBool::new(false) });
+                let checked = Arc::new(Checked {
+                    document,
+                    verdict,
+                    validated: AtomicBool::new(false),
+                    status_read: OnceLock::new(),
+                });
                 self.cache(&request.query, checked.clone());
                 checked
             }
         };
         checked.verdict.clone()?;
-        operation(&checked.document, request.operation_name.as_deref())?;
+        let operation = operation(&checked.document, request.operation_name.as_deref())?;
+        if let Some(missing) = variables::missing(&operation.node, &request.variables) {
+            return Err(missing);
+        }
         Ok(Prepared { checked, operation_name: request.operation_name.clone() })
     }
 }
@@ -170,6 +180,18 @@ impl OperationInfo {
 }
 
 impl Prepared {
+    /// The document compiled as a status read, if it is one that passed
+    /// every validation rule before (so [`super::direct`] may answer it).
+    pub(super) fn status_read(&self) -> Option<&StatusRead> {
+        if !self.checked.validated.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.checked
+            .status_read
+            .get_or_init(|| StatusRead::compile(&self.checked.document))
+            .as_ref()
+    }
+
     /// What this request runs.
     pub(super) fn info(&self) -> OperationInfo {
         let document = &self.checked.document;
@@ -217,7 +239,8 @@ impl Prepared {
                 };
             }
         }
-        let single = matches!(self.checked.document.operations, DocumentOperations::Single(_));
+        // Named or not, one operation: every request of the document runs it.
+        let single = operation(&self.checked.document, None).is_ok();
         if !refused && single {
             self.checked.validated.store(true, Ordering::Relaxed);
         }

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Instant};
 
 use async_graphql::{
-    ErrorExtensions, Executor, Request, Response, ServerError, Value,
+    ErrorExtensions, Executor, ID, Name, PathSegment, Request, Response, ServerError, Value,
     futures_util::stream::{self, BoxStream, StreamExt},
     registry::Registry,
 };
@@ -13,7 +13,8 @@ use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
 use super::{
-    AppSchema, Documents,
+    AppSchema, Documents, deployment,
+    direct::StatusRead,
     document::{OperationInfo, Prepared},
     gated, loaders, registry,
 };
@@ -21,6 +22,7 @@ use crate::{
     auth::Session,
     error::{ApiError, codes},
     live::ChangeFeed,
+    service::deployments,
     telemetry::{Metrics, OperationOutcome, Refusal, RequestId, Scope},
 };
 
@@ -95,15 +97,56 @@ impl SessionExecutor {
         let schema =
             self.documents.validated_schema(prepared, &request, registry).unwrap_or(&self.schema);
         let run = scope.clone().run(schema.execute(self.prepare(request, scope)));
-        match self.timeout {
-            None => run.await,
-            Some(timeout) => tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
-                self.metrics.refused(Refusal::OperationTimeout);
-                let err = ApiError::Unavailable(Arc::new(sea_orm::DbErr::Custom(format!(
-                    "the operation took longer than {timeout:?}"
-                ))));
-                Response::from_errors(vec![coded_error(&err)])
-            }),
+        self.within_timeout(run).await.unwrap_or_else(|timed_out| timed_out)
+    }
+
+    /// `work`'s output, or past the operation timeout the answer saying so.
+    async fn within_timeout<T>(&self, work: impl Future<Output = T>) -> Result<T, Response> {
+        let Some(timeout) = self.timeout else { return Ok(work.await) };
+        tokio::time::timeout(timeout, work).await.map_err(|_| {
+            self.metrics.refused(Refusal::OperationTimeout);
+            let err = ApiError::Unavailable(Arc::new(sea_orm::DbErr::Custom(format!(
+                "the operation took longer than {timeout:?}"
+            ))));
+            Response::from_errors(vec![coded_error(&err)])
+        })
+    }
+
+    /// Answers a compiled status read (see `direct`): its planned statement,
+    /// then the response written from the row, or the response holding the
+    /// error (not found, the database's) as the resolver reports it.
+    async fn read_status(&self, read: &StatusRead, id: &ID, scope: &Arc<Scope>) -> Answer {
+        self.metrics.direct_read();
+        let user = self.session.user;
+        let fetch = async {
+            let Ok(parsed) = deployment::parse_id(id) else { return Ok(Vec::new()) };
+            deployments::find_each(&self.db, user, &[parsed], read.plan()).await
+        };
+        let found = match self.within_timeout(scope.clone().run(fetch)).await {
+            Ok(found) => found,
+            Err(timed_out) => return Answer::Response(timed_out),
+        };
+        let (key, position) = read.root();
+        let failed = |err: ApiError| {
+            let mut error = err.extend().into_server_error(position);
+            error.path = vec![PathSegment::Field(key.to_owned())];
+            let data = Value::Object([(Name::new(key), Value::Null)].into_iter().collect());
+            let mut response = Response::new(data);
+            response.errors.push(error);
+            Answer::Response(response)
+        };
+        let (model, prefetched) = match found.map(|rows| rows.into_iter().next()) {
+            Ok(Some(row)) => row,
+            Ok(None) => return failed(ApiError::not_found(id)),
+            Err(err) => return failed(err),
+        };
+        deployment::log_lookup(user, &model, prefetched.counts.unwrap_or_default());
+        match read.write(&model, &prefetched) {
+            Ok(written) => Answer::Written(written),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot write a status read's response");
+                failed(ApiError::Internal(Arc::new(sea_orm::DbErr::Custom(err.to_string()))))
+            }
         }
     }
 
@@ -116,7 +159,12 @@ impl SessionExecutor {
         started: Instant,
         statements: u64,
     ) {
-        let outcome = outcome(response);
+        self.reported(info, outcome(response), started, statements);
+        tag_errors(response, RequestId::current().as_ref());
+    }
+
+    /// Counts an operation's outcome in the metrics and logs its line.
+    fn reported(&self, info: OperationInfo, outcome: String, started: Instant, statements: u64) {
         if let Some(refusal) = refusal(&outcome) {
             self.metrics.refused(refusal);
         }
@@ -132,7 +180,6 @@ impl SessionExecutor {
             outcome = %outcome,
             "graphql operation"
         );
-        tag_errors(response, request_id.as_ref());
         self.metrics.operation(OperationOutcome {
             name: info.name,
             kind: info.kind,
@@ -158,27 +205,67 @@ impl SessionExecutor {
     }
 }
 
-impl Executor for SessionExecutor {
-    async fn execute(&self, mut request: Request) -> Response {
+/// An operation's answer: a response, or the JSON of one already written
+/// (a status read answered directly, see `direct`).
+#[derive(Debug)]
+pub enum Answer {
+    Response(Response),
+    Written(Vec<u8>),
+}
+
+impl SessionExecutor {
+    /// Runs one query or mutation: directly when it is a compiled status
+    /// read (see `direct`), otherwise through async-graphql.
+    pub async fn answer(&self, request: Request) -> Answer {
+        self.execute_as(request, true).await
+    }
+
+    async fn execute_as(&self, mut request: Request, direct: bool) -> Answer {
         let started = Instant::now();
-        let (info, mut response, statements) = match self.prepare_or_refuse(&mut request) {
+        let prepared = match self.prepare_or_refuse(&mut request) {
+            Ok(prepared) => prepared,
             Err(refused) => {
-                let (info, refusal) = *refused;
-                (info, refusal, 0)
+                let (info, mut response) = *refused;
+                self.answered(info, &mut response, started, 0);
+                return Answer::Response(response);
             }
-            Ok(prepared) => {
-                let info = prepared.info();
-                let scope = Scope::new(info.entry_point.clone());
-                let span = operation_span(&info);
+        };
+        let info = prepared.info();
+        let scope = Scope::new(info.entry_point.clone());
+        let span = operation_span(&info);
+        let read = prepared.status_read().filter(|_| direct);
+        let mut response = match read.and_then(|read| Some((read, read.id(&request.variables)?))) {
+            Some((read, id)) => match self.read_status(read, &id, &scope).instrument(span).await {
+                Answer::Written(written) => {
+                    self.reported(info, "ok".to_owned(), started, scope.statements());
+                    return Answer::Written(written);
+                }
+                Answer::Response(response) => response,
+            },
+            None => {
                 let registry = registry().await;
                 let mut response =
                     self.run(request, &prepared, registry, &scope).instrument(span).await;
                 prepared.complete(&mut response, registry);
-                (info, response, scope.statements())
+                response
             }
         };
-        self.answered(info, &mut response, started, statements);
-        response
+        self.answered(info, &mut response, started, scope.statements());
+        Answer::Response(response)
+    }
+}
+
+impl Executor for SessionExecutor {
+    async fn execute(&self, request: Request) -> Response {
+        match self.execute_as(request, false).await {
+            Answer::Response(response) => response,
+            // Not asked for: only `answer` answers directly.
+            Answer::Written(_) => {
+                let cause = "a response was written where one was to be returned";
+                let err = ApiError::Internal(Arc::new(sea_orm::DbErr::Custom(cause.to_owned())));
+                Response::from_errors(vec![coded_error(&err)])
+            }
+        }
     }
 
     fn execute_stream(

@@ -4,6 +4,7 @@ mod bounds;
 mod completion;
 pub mod connection;
 pub mod deployment;
+mod direct;
 mod document;
 mod executor;
 mod gated;
@@ -25,7 +26,10 @@ use async_graphql::{
     registry::Registry,
 };
 
-pub use self::{document::Documents, executor::SessionExecutor};
+pub use self::{
+    document::Documents,
+    executor::{Answer, SessionExecutor},
+};
 use crate::{config::Limits, error::ApiError};
 
 /// Reads: your deployments, one or a page at a time, and Relay's `node`.

@@ -27,7 +27,14 @@ impl ScalarType for Timestamp {
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+        Value::String(self.to_rfc3339())
+    }
+}
+
+impl Timestamp {
+    /// The one way a timestamp is written (see the scalar's description).
+    pub(crate) fn to_rfc3339(self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 }
 

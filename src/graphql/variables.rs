@@ -7,10 +7,13 @@
 //! and the request is then validated in full, which words the error.
 
 use async_graphql::{
-    Value as ConstValue, Variables,
+    ServerError, Value as ConstValue, Variables,
     parser::types::OperationDefinition,
     registry::{MetaType, MetaTypeName, Registry},
 };
+
+use super::refusals::coded;
+use crate::error::codes;
 
 /// Whether every variable `operation` declares is given a value that plainly
 /// fits its type, or is left out and has a default.
@@ -25,6 +28,27 @@ pub(super) fn plainly_valid(
             Some(value) => fits(registry, &definition.var_type.node.to_string(), value),
             None => definition.default_value.is_some(),
         }
+    })
+}
+
+/// The request error for the first variable `operation` requires (a non-null
+/// type, no default) that the request leaves out. async-graphql would run
+/// the operation and fail its field with an uncoded "Variable id is not
+/// defined."; GraphQL's CoerceVariableValues makes it a request error.
+pub(super) fn missing(
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> Option<ServerError> {
+    operation.variable_definitions.iter().find_map(|definition| {
+        let node = &definition.node;
+        let required = !node.var_type.node.nullable && node.default_value.is_none();
+        (required && !variables.contains_key(&node.name.node)).then(|| {
+            let message = format!(
+                "Variable \"${}\" of required type \"{}\" was not provided.",
+                node.name.node, node.var_type.node
+            );
+            coded(ServerError::new(message, Some(definition.pos)), codes::GRAPHQL_VALIDATION_FAILED)
+        })
     })
 }
 

@@ -18,7 +18,7 @@ use crate::{
     auth::Session,
     config::Limits,
     error::codes,
-    graphql::{self as schema},
+    graphql::{self as schema, Answer},
     telemetry::Refusal as Counted,
 };
 
@@ -161,8 +161,19 @@ async fn execute(
         Err(refusal) => return refused(refusal),
     };
     let executor = state.executor(session);
-    let (status, body) = match async_graphql::Executor::execute_batch(&executor, batch).await {
-        BatchResponse::Single(response) => {
+    let answered = match batch {
+        BatchRequest::Single(request) => match executor.answer(request).await {
+            Answer::Written(body) => {
+                state.database.record(false);
+                Ok((StatusCode::OK, body))
+            }
+            Answer::Response(response) => Err(BatchResponse::Single(response)),
+        },
+        batch => Err(async_graphql::Executor::execute_batch(&executor, batch).await),
+    };
+    let (status, body) = match answered {
+        Ok((status, body)) => (status, Ok(body)),
+        Err(BatchResponse::Single(response)) => {
             let body = Body::of(&response);
             state.database.record(body.unavailable);
             let produced_nothing = match &response.data {
@@ -179,7 +190,7 @@ async fn execute(
             };
             (status, serde_json::to_vec(&body))
         }
-        BatchResponse::Batch(responses) => {
+        Err(BatchResponse::Batch(responses)) => {
             let bodies: Vec<Body<'_>> = responses.iter().map(Body::of).collect();
             state.database.record(bodies.iter().any(|body| body.unavailable));
             (StatusCode::OK, serde_json::to_vec(&bodies))

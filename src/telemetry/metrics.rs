@@ -172,6 +172,11 @@ impl Metrics {
         });
     }
 
+    /// Counts a status read answered without async-graphql's executor.
+    pub fn direct_read(&self) {
+        self.with(|| counter!("deployql_graphql_direct_reads_total").increment(1));
+    }
+
     /// Counts a refusal by its reason.
     pub fn refused(&self, refusal: Refusal) {
         self.with(|| {
@@ -263,6 +268,11 @@ fn describe() {
     describe_histogram!(
         "deployql_graphql_operation_duration_seconds",
         "Time to answer a query or mutation, by operation_name, operation_type and outcome."
+    );
+    describe_counter!(
+        "deployql_graphql_direct_reads_total",
+        "Status reads (`deployment(id:)` documents validated before) answered straight from \
+         the planned statement's row, without async-graphql's executor."
     );
     describe_counter!(
         "deployql_http_requests_total",

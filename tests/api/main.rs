@@ -36,6 +36,7 @@ mod concurrency;
 mod cors;
 mod database_faults;
 mod deployment;
+mod direct;
 mod document_bounds;
 mod graphql_http;
 mod helpers;

@@ -1,0 +1,179 @@
+//! Status reads answered directly (`graphql::direct`): a `deployment(id:)`
+//! document is answered by async-graphql the first time, and straight from
+//! the planned statement's row once validated. Both answers must be the
+//! same, byte for byte, and run the same statements.
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use entity::{ReplicaStatus, deployment_replica};
+use http_body_util::BodyExt;
+use sea_orm::{ActiveValue::Set, EntityTrait};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::helpers::{NewDeployment, TestApp};
+
+/// Every field of every type a status read selects, with aliases, named and
+/// inline fragments, repeated keys to merge, `__typename` at each level and
+/// two history limits.
+const EVERY_FIELD: &str = "query Status($id: ID!) {
+  status: deployment(id: $id) {
+    __typename id name ...Summary status health targetReplicas createdAt updatedAt
+    replicaCounts { total pending starting running stopping stopped failed __typename }
+    replicas { __typename id nodeId status containerId startedAt stoppedAt }
+    ... on Deployment { resources { __typename cpuCores memoryMb gpuUnits storageGb } }
+    ... { recent: statusHistory(limit: 2) { newStatus changedAt } }
+    statusHistory { __typename oldStatus newStatus changedAt reason }
+    again: replicaCounts { running }
+  }
+}
+fragment Summary on Deployment { name health replicas { status id } }";
+
+const DOCUMENTS: [&str; 4] = [
+    EVERY_FIELD,
+    "query($id: ID!) { deployment(id: $id) { health } }",
+    "query($id: ID!) { deployment(id: $id) { id resources { cpuCores } statusHistory(limit: 100) { reason } } }",
+    "{ deployment(id: \"ID\") { id name status } }",
+];
+
+/// The status and body of one POST as `user`, with a fixed request id so
+/// that answers can be compared byte for byte.
+async fn post(app: &TestApp, user: Uuid, body: &Value) -> (StatusCode, String) {
+    let request = Request::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token(user)))
+        .header("x-request-id", "fixed")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("router");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn direct_reads(app: &TestApp) -> u64 {
+    app.scrape()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("deployql_graphql_direct_reads_total "))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
+}
+
+/// Inserts a deployment of `user` whose optional columns are null where
+/// they can be, and whose name needs escaping.
+async fn sparse(app: &TestApp, user: Uuid) -> Uuid {
+    let new = NewDeployment {
+        name: "quote \" backslash \\ tab \t é \u{1}".to_owned(),
+        replicas: Vec::new(),
+        resources: false,
+        history: 1,
+        ..NewDeployment::default()
+    };
+    let id = app.insert(user, new).await;
+    deployment_replica::Entity::insert(deployment_replica::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        deployment_id: Set(id),
+        node_id: Set(None),
+        status: Set(ReplicaStatus::Pending),
+        container_id: Set(None),
+        started_at: Set(None),
+        stopped_at: Set(None),
+    })
+    .exec(&app.db)
+    .await
+    .expect("insert replica");
+    id
+}
+
+async fn a_status_read_answered_directly_is_the_same_answer_byte_for_byte(app: &TestApp) {
+    let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let full = NewDeployment {
+        replicas: vec![ReplicaStatus::Running, ReplicaStatus::Failed, ReplicaStatus::Starting],
+        history: 4,
+        target: 3,
+        ..NewDeployment::default()
+    };
+    let ids = [
+        app.insert(user, full).await.to_string(),
+        sparse(app, user).await.to_string(),
+        app.insert(other, NewDeployment::default()).await.to_string(),
+        Uuid::new_v4().to_string(),
+        "not-a-uuid \"quoted\"".to_owned(),
+    ];
+    for (n, document) in DOCUMENTS.iter().enumerate() {
+        for (m, id) in ids.iter().enumerate() {
+            // A document text of its own for each id: the first request of
+            // a text is validated and answered by async-graphql, the next
+            // ones directly.
+            let query =
+                format!("{}\n# {n}.{m}", document.replace("\"ID\"", &json!(id).to_string()));
+            let body = json!({ "query": query, "variables": { "id": id } });
+            let before = app.statements.lock().expect("log").len();
+            let (status, expected) = post(app, user, &body).await;
+            let between = app.statements.lock().expect("log").len();
+            let reads = direct_reads(app).await;
+            let (direct_status, direct) = post(app, user, &body).await;
+            let after = app.statements.lock().expect("log").len();
+            assert_eq!(direct_reads(app).await, reads + 1, "not answered directly: {query}");
+            assert_eq!((direct_status, &direct), (status, &expected), "{query}\nid {id}");
+            assert_eq!(after - between, between - before, "statements: {query}");
+            assert!(after - between <= 1, "one statement at most: {query}");
+        }
+    }
+    // The answers compared are the real thing, not two empty ones.
+    let body = json!({ "query": EVERY_FIELD, "variables": { "id": ids[0] } });
+    let (_, answer) = post(app, user, &body).await;
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    let status = &answer["data"]["status"];
+    assert_eq!(status["replicas"].as_array().map(Vec::len), Some(3), "{answer}");
+    assert_eq!(status["recent"].as_array().map(Vec::len), Some(2), "{answer}");
+    assert_eq!(status["statusHistory"].as_array().map(Vec::len), Some(4), "{answer}");
+    assert_eq!(status["health"], "DEGRADED", "{answer}");
+    assert_eq!(status["resources"]["cpuCores"], 1.5, "{answer}");
+}
+
+async fn documents_the_direct_path_does_not_know_are_answered_as_before(app: &TestApp) {
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let documents = [
+        "query($id: ID!, $on: Boolean!) { deployment(id: $id) { id name @include(if: $on) } }",
+        "query($id: ID!) { deployment(id: $id) { ... on Node { id } } }",
+        "query($id: ID!) { deployment(id: $id) { replicas(status: RUNNING) { status } } }",
+        "query($id: ID!) { deployment(id: $id) { statusHistory(limit: 0) { reason } } }",
+    ];
+    let reads = direct_reads(app).await;
+    for query in documents {
+        let body = json!({ "query": query, "variables": { "id": id, "on": true } });
+        let (status, first) = post(app, user, &body).await;
+        assert_eq!(
+            (status, &first),
+            (post(app, user, &body).await.0, &post(app, user, &body).await.1)
+        );
+        assert_eq!(status, StatusCode::OK, "{first}");
+    }
+    assert_eq!(direct_reads(app).await, reads, "none of these is a status read it answers");
+    // Variables of the wrong type are still refused as before, however
+    // often the document came.
+    let query = "query($id: ID!) { deployment(id: $id) { id } }";
+    let good = json!({ "query": query, "variables": { "id": id } });
+    assert_eq!(post(app, user, &good).await.0, StatusCode::OK);
+    for variables in [json!({ "id": true }), json!({}), json!({ "id": null }), json!({ "id": [1] })]
+    {
+        let body = json!({ "query": query, "variables": variables });
+        let (_, answer) = post(app, user, &body).await;
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{answer}"
+        );
+        assert!(answer.get("data").is_none() || answer["data"].is_null(), "{answer}");
+    }
+}
+
+backend_tests!(
+    a_status_read_answered_directly_is_the_same_answer_byte_for_byte,
+    documents_the_direct_path_does_not_know_are_answered_as_before,
+);
