@@ -76,6 +76,8 @@ struct Checked {
 #[derive(Debug)]
 pub(super) struct Prepared {
     checked: Arc<Checked>,
+    /// The request holds the document already (it was parsed from it).
+    parsed: bool,
     operation_name: Option<String>,
 }
 
@@ -104,6 +106,36 @@ impl Documents {
             .then_some(&self.validated_schema)
     }
 
+    /// Whether `request` runs a query, as GET may (a mutation over GET could
+    /// be replayed by a link or a crawler). A document that does not parse
+    /// or names no operation counts as a query: executing it reports the error.
+    pub fn is_query(&self, request: &mut Request) -> bool {
+        self.operation_type(request).is_none_or(|ty| ty == OperationType::Query)
+    }
+
+    /// Whether `request` runs a subscription (a long-lived stream rather
+    /// than one answer).
+    pub fn is_subscription(&self, request: &mut Request) -> bool {
+        self.operation_type(request) == Some(OperationType::Subscription)
+    }
+
+    /// The type of the operation `request` runs, if its document says: from
+    /// the cached document when the text was seen before (parsing is the
+    /// costly part of a small request), else parsed, within the token bound.
+    fn operation_type(&self, request: &mut Request) -> Option<OperationType> {
+        let name = request.operation_name.clone();
+        let ty = |document: &ExecutableDocument| {
+            operation(document, name.as_deref()).ok().map(|operation| operation.node.ty)
+        };
+        if let Some(checked) = self.cached(&request.query) {
+            return ty(&checked.document);
+        }
+        if tokens::too_many_tokens(&request.query, self.limits.tokens) {
+            return None;
+        }
+        ty(request.parsed_query().ok()?)
+    }
+
     fn cached(&self, query: &str) -> Option<Arc<Checked>> {
         self.cache.lock().ok()?.get(query).cloned()
     }
@@ -123,11 +155,8 @@ impl Documents {
     /// and resolves its operation, before async-graphql's own checks and
     /// rules, which expand fragments and so must never see a bomb.
     pub(super) fn prepare(&self, request: &mut Request) -> Result<Prepared, ServerError> {
-        let checked = match self.cached(&request.query) {
-            Some(checked) => {
-                request.set_parsed_query(checked.document.clone());
-                checked
-            }
+        let (checked, parsed) = match self.cached(&request.query) {
+            Some(checked) => (checked, false),
             None => {
                 if tokens::too_many_tokens(&request.query, self.limits.tokens) {
                     let message =
@@ -143,7 +172,7 @@ impl Documents {
                     status_read: OnceLock::new(),
                 });
                 self.cache(&request.query, checked.clone());
-                checked
+                (checked, true)
             }
         };
         checked.verdict.clone()?;
@@ -151,7 +180,7 @@ impl Documents {
         if let Some(missing) = variables::missing(&operation.node, &request.variables) {
             return Err(missing);
         }
-        Ok(Prepared { checked, operation_name: request.operation_name.clone() })
+        Ok(Prepared { checked, parsed, operation_name: request.operation_name.clone() })
     }
 }
 
@@ -180,6 +209,14 @@ impl OperationInfo {
 }
 
 impl Prepared {
+    /// Hands the cached document to `request`, for async-graphql to run
+    /// (a copy: a status read answered directly needs none).
+    pub(super) fn attach(&self, request: &mut Request) {
+        if !self.parsed {
+            request.set_parsed_query(self.checked.document.clone());
+        }
+    }
+
     /// The document compiled as a status read, if it is one that passed
     /// every validation rule before (so [`super::direct`] may answer it).
     pub(super) fn status_read(&self) -> Option<&StatusRead> {
@@ -316,6 +353,8 @@ mod tests {
         prepared.complete(&mut Response::new(Value::Null), registry);
         assert!(schema(&mut request(json!({ "id": "b" })), &documents).1);
         assert!(!schema(&mut request(json!({ "id": true })), &documents).1, "a boolean id");
-        assert!(!schema(&mut request(json!({})), &documents).1, "no id");
+        // A required variable left out is refused before anything runs.
+        let refused = documents.prepare(&mut request(json!({}))).err();
+        assert!(refused.is_some_and(|err| has_code(&err)), "no id");
     }
 }

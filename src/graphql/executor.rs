@@ -214,6 +214,11 @@ pub enum Answer {
 }
 
 impl SessionExecutor {
+    /// Whether `request` runs a subscription (see [`Documents::is_subscription`]).
+    pub fn is_subscription(&self, request: &mut Request) -> bool {
+        self.documents.is_subscription(request)
+    }
+
     /// Runs one query or mutation: directly when it is a compiled status
     /// read (see `direct`), otherwise through async-graphql.
     pub async fn answer(&self, request: Request) -> Answer {
@@ -243,6 +248,7 @@ impl SessionExecutor {
                 Answer::Response(response) => response,
             },
             None => {
+                prepared.attach(&mut request);
                 let registry = registry().await;
                 let mut response =
                     self.run(request, &prepared, registry, &scope).instrument(span).await;
@@ -285,6 +291,7 @@ impl Executor for SessionExecutor {
         let info = prepared.info();
         let scope = Scope::new(info.entry_point.clone());
         let span = operation_span(&info);
+        prepared.attach(&mut request);
         let responses = self.schema.execute_stream(self.prepare(request, &scope));
         let responses =
             stream::once(async move { prepared.complete_stream(responses, registry().await) })

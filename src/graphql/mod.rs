@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use async_graphql::{
     Context, ErrorExtensions, MergedObject, MergedSubscription, Request, SDLExportOptions, Schema,
-    SchemaBuilder, SchemaEnv, ServerError, ValidationMode, parser::types::OperationType,
-    registry::Registry,
+    SchemaBuilder, SchemaEnv, ServerError, ValidationMode, registry::Registry,
 };
 
 pub use self::{
@@ -154,26 +153,6 @@ pub fn cost(request: &mut Request) -> Cost {
 /// what `deployql schema` prints and `schema.graphql` holds.
 pub fn sdl() -> String {
     build_schema().sdl_with_options(SDLExportOptions::new().include_specified_by())
-}
-
-/// Whether `request` runs a query, as GET may (a mutation over GET could be
-/// replayed by a link or a crawler). A document that does not parse or names
-/// no operation counts as a query: executing it reports the error.
-pub fn is_query(request: &mut Request) -> bool {
-    operation_type(request).is_none_or(|ty| ty == OperationType::Query)
-}
-
-/// Whether `request` runs a subscription (a long-lived stream rather than
-/// one answer).
-pub fn is_subscription(request: &mut Request) -> bool {
-    operation_type(request) == Some(OperationType::Subscription)
-}
-
-/// The type of the operation `request` runs, if its document says.
-fn operation_type(request: &mut Request) -> Option<OperationType> {
-    let name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
-    refusals::operation(document, name.as_deref()).ok().map(|operation| operation.node.ty)
 }
 
 /// Resolves a nullable field to null when it fails, reporting the error at the

@@ -51,7 +51,7 @@ pub(super) async fn get(
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
     };
-    if !schema::is_query(&mut request) {
+    if !state.documents.is_query(&mut request) {
         let mut response = error(
             StatusCode::METHOD_NOT_ALLOWED,
             codes::METHOD_NOT_ALLOWED,

@@ -179,7 +179,7 @@ impl async_graphql::Executor for SlottedExecutor {
         mut request: async_graphql::Request,
         connection: Option<Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
-        if crate::graphql::is_subscription(&mut request) {
+        if self.inner.is_subscription(&mut request) {
             return self.inner.execute_stream(request, connection);
         }
         let this = self.clone();

@@ -12,6 +12,8 @@
 use std::fmt::{self, Write as _};
 
 use chrono::{Datelike, Timelike, Utc};
+
+use super::log_writer::BatchedStderr;
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
@@ -209,15 +211,15 @@ impl<W: fmt::Write> fmt::Write for Escaped<W> {
     }
 }
 
-/// Builds the JSON log layer over `S`, writing to stderr.
-pub(super) fn layer<S>() -> impl tracing_subscriber::Layer<S>
+/// Builds the JSON log layer over `S`, writing to `writer`.
+pub(super) fn layer<S>(writer: BatchedStderr) -> impl tracing_subscriber::Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     tracing_subscriber::fmt::layer()
         .event_format(JsonLines)
         .fmt_fields(JsonMembers)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
 }
 
 #[cfg(test)]

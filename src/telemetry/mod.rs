@@ -3,6 +3,7 @@
 //! OpenTelemetry traces (`traces`). Depends only on configuration.
 
 mod json_lines;
+mod log_writer;
 pub mod metrics;
 pub mod operation;
 pub mod request_id;
@@ -19,6 +20,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
+use self::log_writer::BatchedStderr;
 pub use self::{
     metrics::{Metrics, OperationOutcome, Refusal},
     operation::Scope,
@@ -53,13 +55,21 @@ fn traced() -> Targets {
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    /// Log lines gathered but not written yet are written when this drops.
+    writer: BatchedStderr,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.writer.flush_quietly();
+    }
 }
 
 impl Telemetry {
     /// Flushes the spans not yet exported (off the runtime's threads: the
     /// export itself runs on the runtime).
-    pub async fn shutdown(self) {
-        if let Some(provider) = self.provider {
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
             let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
             if let Ok(Err(err)) = flushed {
                 tracing::warn!(error = %err, "cannot flush the last spans");
@@ -73,9 +83,10 @@ impl Telemetry {
 pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Telemetry, String> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let writer = BatchedStderr::start();
     let logs = match config.log_format(dev) {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
-        LogFormat::Json => json_lines::layer().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
+        LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone())
         .with_filter(Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG));
@@ -91,7 +102,7 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         .with(spans)
         .try_init()
         .map_err(|err| format!("cannot install logging: {err}"))?;
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, writer })
 }
 
 /// Observes sqlx's per-acquire timing events (enabled in `db`) as the
