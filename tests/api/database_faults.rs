@@ -172,4 +172,7 @@ async fn a_blackholed_or_slow_database_fails_fast_and_heals() {
     let ready = reqwest::get(format!("http://{}/readyz", server.addr)).await.expect("readyz");
     assert_eq!(ready.status(), 200, "latency alone does not make the instance unready");
     assert!(server.metric("deployql_database_unavailable_total").await > 0);
+    // The document was validated by the first lookup: every lookup since,
+    // failed or slow, was a status read answered directly.
+    assert!(server.metric("deployql_graphql_direct_reads_total").await >= 5);
 }
