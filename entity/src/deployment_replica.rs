@@ -14,7 +14,9 @@ pub struct Model {
     pub node_id: Option<Uuid>,
     pub status: ReplicaStatus,
     pub container_id: Option<String>,
+    #[serde(deserialize_with = "crate::timestamp::optional", default)]
     pub started_at: Option<DateTimeUtc>,
+    #[serde(deserialize_with = "crate::timestamp::optional", default)]
     pub stopped_at: Option<DateTimeUtc>,
 }
 

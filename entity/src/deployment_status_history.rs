@@ -13,6 +13,7 @@ pub struct Model {
     pub deployment_id: Uuid,
     pub old_status: Option<DeploymentStatus>,
     pub new_status: DeploymentStatus,
+    #[serde(deserialize_with = "crate::timestamp::required")]
     pub changed_at: DateTimeUtc,
     pub reason: Option<String>,
 }

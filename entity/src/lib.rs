@@ -10,5 +10,6 @@ pub mod deployment_replica;
 pub mod deployment_resources;
 pub mod deployment_status_history;
 pub mod status;
+pub mod timestamp;
 
 pub use status::{DeploymentStatus, ReplicaStatus};
