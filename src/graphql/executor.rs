@@ -191,17 +191,63 @@ impl SessionExecutor {
 
 impl SessionExecutor {
     /// The request's document prepared, or the answer refusing it (an
-    /// expired session, a document over the bounds or unparsable).
+    /// expired session, a document over the bounds or unparsable), already
+    /// reported.
     fn prepare_or_refuse(
         &self,
         request: &mut Request,
-    ) -> Result<Prepared, Box<(OperationInfo, Response)>> {
-        if let Some(refusal) = self.expired() {
-            return Err(Box::new((OperationInfo::unknown(request), refusal)));
+        started: Instant,
+    ) -> Result<Prepared, Box<Response>> {
+        let mut refusal = match self.expired() {
+            Some(refusal) => refusal,
+            None => match self.documents.prepare(request) {
+                Ok(prepared) => return Ok(prepared),
+                Err(refusal) => Response::from_errors(vec![refusal]),
+            },
+        };
+        self.answered(OperationInfo::unknown(request), &mut refusal, started, 0);
+        Err(Box::new(refusal))
+    }
+
+    /// Runs a prepared query or mutation through async-graphql.
+    async fn execute_prepared(
+        &self,
+        mut request: Request,
+        prepared: &Prepared,
+        started: Instant,
+    ) -> Response {
+        let info = prepared.info();
+        let scope = Scope::new(info.entry_point.clone());
+        let span = operation_span(&info);
+        prepared.attach(&mut request);
+        let registry = registry().await;
+        let mut response = self.run(request, prepared, registry, &scope).instrument(span).await;
+        prepared.complete(&mut response, registry);
+        self.answered(info, &mut response, started, scope.statements());
+        response
+    }
+
+    /// Answers a compiled status read without async-graphql (see `direct`).
+    async fn answer_directly(
+        &self,
+        read: &StatusRead,
+        id: &ID,
+        prepared: &Prepared,
+        started: Instant,
+    ) -> Answer {
+        let info = prepared.info();
+        let scope = Scope::new(info.entry_point.clone());
+        let span = operation_span(&info);
+        match self.read_status(read, id, &scope).instrument(span).await {
+            Answer::Written(written) => {
+                self.reported(info, "ok".to_owned(), started, scope.statements());
+                Answer::Written(written)
+            }
+            Answer::Response(mut response) => {
+                self.answered(info, &mut response, started, scope.statements());
+                Answer::Response(response)
+            }
         }
-        self.documents.prepare(request).map_err(|refusal| {
-            Box::new((OperationInfo::unknown(request), Response::from_errors(vec![refusal])))
-        })
     }
 }
 
@@ -221,56 +267,27 @@ impl SessionExecutor {
 
     /// Runs one query or mutation: directly when it is a compiled status
     /// read (see `direct`), otherwise through async-graphql.
-    pub async fn answer(&self, request: Request) -> Answer {
-        self.execute_as(request, true).await
-    }
-
-    async fn execute_as(&self, mut request: Request, direct: bool) -> Answer {
+    pub async fn answer(&self, mut request: Request) -> Answer {
         let started = Instant::now();
-        let prepared = match self.prepare_or_refuse(&mut request) {
+        let prepared = match self.prepare_or_refuse(&mut request, started) {
             Ok(prepared) => prepared,
-            Err(refused) => {
-                let (info, mut response) = *refused;
-                self.answered(info, &mut response, started, 0);
-                return Answer::Response(response);
-            }
+            Err(refusal) => return Answer::Response(*refusal),
         };
-        let info = prepared.info();
-        let scope = Scope::new(info.entry_point.clone());
-        let span = operation_span(&info);
-        let read = prepared.status_read().filter(|_| direct);
-        let mut response = match read.and_then(|read| Some((read, read.id(&request.variables)?))) {
-            Some((read, id)) => match self.read_status(read, &id, &scope).instrument(span).await {
-                Answer::Written(written) => {
-                    self.reported(info, "ok".to_owned(), started, scope.statements());
-                    return Answer::Written(written);
-                }
-                Answer::Response(response) => response,
-            },
-            None => {
-                prepared.attach(&mut request);
-                let registry = registry().await;
-                let mut response =
-                    self.run(request, &prepared, registry, &scope).instrument(span).await;
-                prepared.complete(&mut response, registry);
-                response
-            }
-        };
-        self.answered(info, &mut response, started, scope.statements());
-        Answer::Response(response)
+        let read =
+            prepared.status_read().and_then(|read| Some((read, read.id(&request.variables)?)));
+        match read {
+            Some((read, id)) => self.answer_directly(read, &id, &prepared, started).await,
+            None => Answer::Response(self.execute_prepared(request, &prepared, started).await),
+        }
     }
 }
 
 impl Executor for SessionExecutor {
-    async fn execute(&self, request: Request) -> Response {
-        match self.execute_as(request, false).await {
-            Answer::Response(response) => response,
-            // Not asked for: only `answer` answers directly.
-            Answer::Written(_) => {
-                let cause = "a response was written where one was to be returned";
-                let err = ApiError::Internal(Arc::new(sea_orm::DbErr::Custom(cause.to_owned())));
-                Response::from_errors(vec![coded_error(&err)])
-            }
+    async fn execute(&self, mut request: Request) -> Response {
+        let started = Instant::now();
+        match self.prepare_or_refuse(&mut request, started) {
+            Ok(prepared) => self.execute_prepared(request, &prepared, started).await,
+            Err(refusal) => *refusal,
         }
     }
 
@@ -280,13 +297,9 @@ impl Executor for SessionExecutor {
         _connection: Option<Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, Response> {
         let started = Instant::now();
-        let prepared = match self.prepare_or_refuse(&mut request) {
+        let prepared = match self.prepare_or_refuse(&mut request, started) {
             Ok(prepared) => prepared,
-            Err(refused) => {
-                let (info, mut response) = *refused;
-                self.answered(info, &mut response, started, 0);
-                return stream::once(async move { response }).boxed();
-            }
+            Err(refusal) => return stream::once(async move { *refusal }).boxed(),
         };
         let info = prepared.info();
         let scope = Scope::new(info.entry_point.clone());
