@@ -68,9 +68,84 @@ fn utc(text: &str) -> Option<DateTime<Utc>> {
     Some(time.and_utc())
 }
 
+/// The length of a timestamp as [`write_micros`] writes it.
+pub const MICROS_LEN: usize = "2026-11-26T23:48:00.224709Z".len();
+
+/// Writes `at` as RFC 3339 in UTC with microseconds and `Z`
+/// (`2026-11-26T23:48:00.224709Z`), exactly as chrono's
+/// `to_rfc3339_opts(SecondsFormat::Micros, true)` writes it, into `out`;
+/// `None` for what that layout cannot hold (a year outside 0..=9999, a
+/// leap second), which chrono writes in a longer form. A response writes a
+/// dozen timestamps, and chrono's formatter was the largest cost of writing
+/// them.
+pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; MICROS_LEN]) -> Option<&'a str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+    let nanos = at.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut put = |from: usize, width: usize, mut n: u32| {
+        for at in (from..from + width).rev() {
+            out[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    put(17, 2, at.second());
+    put(20, 6, nanos / 1_000);
+    for (at, c) in
+        [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]
+    {
+        out[at] = c;
+    }
+    std::str::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        use chrono::{Datelike, SecondsFormat, TimeZone};
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut buffer = [0; MICROS_LEN];
+        let mut written = 0;
+        for _ in 0..20_000 {
+            let seconds = (next() % 400_000_000_000) as i64 - 100_000_000_000;
+            let nanos = match next() % 4 {
+                0 => 0,
+                1 => (next() % 1_000) as u32 * 1_000,
+                _ => (next() % 1_000_000_000) as u32,
+            };
+            let at = Utc.timestamp_opt(seconds, nanos).unwrap();
+            let chrono = at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            match write_micros(&at, &mut buffer) {
+                Some(ours) => {
+                    assert_eq!(ours, chrono);
+                    written += 1;
+                }
+                None => assert!(at.year() < 0 || at.year() > 9999, "{chrono}"),
+            }
+        }
+        assert!(written > 1_000, "most fit the layout");
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|day| day.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .map(|at| at.and_utc())
+            .unwrap();
+        assert_eq!(write_micros(&leap, &mut buffer), None, "a leap second is chrono's to write");
+    }
 
     #[test]
     fn the_utc_forms_read_as_chrono_reads_them() {

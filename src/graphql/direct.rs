@@ -595,13 +595,22 @@ fn uuid(out: &mut Vec<u8>, id: uuid::Uuid) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A string that needs no escaping in JSON: a timestamp, a GraphQL name.
+fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
+    debug_assert!(text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+    Ok(())
+}
+
 fn timestamp(out: &mut Vec<u8>, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<()> {
-    string(out, &Timestamp(at).to_rfc3339())
+    Timestamp(at).with_rfc3339(|text| plain_string(out, text))
 }
 
 fn enum_name<T: EnumType>(out: &mut Vec<u8>, value: T) -> std::io::Result<()> {
     match T::items().iter().find(|item| item.value == value) {
-        Some(item) => string(out, item.name),
+        Some(item) => plain_string(out, item.name),
         None => Err(std::io::Error::other("an enum value without a GraphQL name")),
     }
 }

@@ -34,7 +34,17 @@ impl ScalarType for Timestamp {
 impl Timestamp {
     /// The one way a timestamp is written (see the scalar's description).
     pub(crate) fn to_rfc3339(self) -> String {
-        self.0.to_rfc3339_opts(SecondsFormat::Micros, true)
+        self.with_rfc3339(str::to_owned)
+    }
+
+    /// Gives `write` the timestamp as [`Self::to_rfc3339`] writes it, from a
+    /// buffer on the stack.
+    pub(crate) fn with_rfc3339<R>(self, write: impl FnOnce(&str) -> R) -> R {
+        let mut buffer = [0; entity::timestamp::MICROS_LEN];
+        match entity::timestamp::write_micros(&self.0, &mut buffer) {
+            Some(text) => write(text),
+            None => write(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        }
     }
 }
 

@@ -45,9 +45,14 @@ use crate::{
 /// How long a request body may take to arrive unless configured otherwise.
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every handler shares.
+/// What every handler shares: a handle, cheap to clone, since the
+/// middleware and each extractor take their own copy for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+/// What an [`AppState`] holds.
+#[derive(Clone)]
+pub struct SharedState {
     pub schema: AppSchema,
     documents: Arc<Documents>,
     pub db: DatabaseConnection,
@@ -77,7 +82,7 @@ impl AppState {
         graphiql_token: Option<&str>,
         metrics: Metrics,
     ) -> Self {
-        Self {
+        Self(Arc::new(SharedState {
             schema: build_schema(),
             documents: documents(Limits::default()),
             // Postgres triggers report changes (see `live::listener`); SQLite
@@ -100,7 +105,7 @@ impl AppState {
             going_away: GoingAway::default(),
             operation_timeout: None,
             database: Arc::default(),
-        }
+        }))
     }
 
     /// Bounds each operation by `timeouts` (a connection, then a statement),
@@ -111,18 +116,21 @@ impl AppState {
         timeouts: crate::db::DbTimeouts,
         readiness: DatabaseConnection,
     ) -> Self {
-        self.operation_timeout = Some(timeouts.acquire + timeouts.statement);
-        self.readiness = readiness;
+        let shared = Arc::make_mut(&mut self.0);
+        shared.operation_timeout = Some(timeouts.acquire + timeouts.statement);
+        shared.readiness = readiness;
         self
     }
 
     /// Applies `limits`: documents (and batches in total), bodies, slots.
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.schema = build_schema_with(limits);
-        self.documents = documents(limits);
-        self.limits = limits;
-        self.feed = ChangeFeed::with(self.db.get_database_backend() != DbBackend::Postgres, limits);
+        let shared = Arc::make_mut(&mut self.0);
+        shared.schema = build_schema_with(limits);
+        shared.documents = documents(limits);
+        shared.limits = limits;
+        shared.feed =
+            ChangeFeed::with(shared.db.get_database_backend() != DbBackend::Postgres, limits);
         self.with_slots(limits.in_flight, Some(limits.in_flight_per_user), limits.queue_timeout)
     }
 
@@ -138,17 +146,18 @@ impl AppState {
     ) -> Self {
         let per_user = per_user.unwrap_or(max_in_flight / 4);
         let metrics = self.metrics.clone();
-        self.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout, metrics));
-        self.limits.in_flight = max_in_flight;
-        self.limits.in_flight_per_user = per_user;
-        self.limits.queue_timeout = queue_timeout;
+        let shared = Arc::make_mut(&mut self.0);
+        shared.slots = Arc::new(slots::Slots::new(max_in_flight, per_user, queue_timeout, metrics));
+        shared.limits.in_flight = max_in_flight;
+        shared.limits.in_flight_per_user = per_user;
+        shared.limits.queue_timeout = queue_timeout;
         self
     }
 
     /// Sets how long a request body may take to arrive (408 after).
     #[must_use]
     pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.body_read_timeout = timeout;
+        Arc::make_mut(&mut self.0).body_read_timeout = timeout;
         self
     }
 
@@ -161,7 +170,7 @@ impl AppState {
     /// `http://localhost:*` or `http://127.0.0.1:*` origin when `allow_local`.
     #[must_use]
     pub fn with_cors(mut self, origins: &[String], allow_local: bool) -> Self {
-        self.cors = cors::layer(origins, allow_local);
+        Arc::make_mut(&mut self.0).cors = cors::layer(origins, allow_local);
         self
     }
 
@@ -179,9 +188,23 @@ impl AppState {
     }
 }
 
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState").finish_non_exhaustive()
     }
 }
 

@@ -16,7 +16,7 @@ use entity::{
     deployment_status_history as history,
 };
 use sea_orm::{
-    ColumnTrait, ColumnType, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable,
+    ColumnTrait, ColumnType, DbBackend, DbErr, EntityTrait, Iterable,
     sea_query::{Alias, Asterisk, Expr, ExprTrait, Func, Query, SelectStatement, SimpleExpr},
 };
 use serde::de::DeserializeOwned;
@@ -97,7 +97,7 @@ where
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let mut args = vec![row_object::<E>(backend)];
+        let mut args = vec![row_array::<E>(backend)];
         args.extend(self.order.iter().map(|(column, _)| Expr::col((table, *column))));
         let array = match backend {
             DbBackend::Postgres => {
@@ -125,13 +125,15 @@ where
     }
 }
 
-/// One row as a JSON object keyed by column name, every column of the
-/// entity, in the JSON shape the models deserialize from.
-fn row_object<E: EntityTrait>(backend: DbBackend) -> SimpleExpr {
+/// One row as a JSON array of every column of the entity, in the order of
+/// the entity's `Column` iteration: the order of the model's fields, which
+/// serde's derived `Deserialize` reads a sequence in. An array rather than
+/// an object keyed by column name: it is half the text, and decoding it
+/// matches no keys.
+fn row_array<E: EntityTrait>(backend: DbBackend) -> SimpleExpr {
     let table = E::default();
     let mut args = Vec::new();
     for column in E::Column::iter() {
-        args.push(Expr::cust(format!("'{}'", column.as_str())));
         let value = Expr::col((table, column));
         args.push(match (backend, column.def().get_column_type()) {
             // SQLite stores UUIDs as 16-byte blobs; JSON wants text (and
@@ -143,11 +145,11 @@ fn row_object<E: EntityTrait>(backend: DbBackend) -> SimpleExpr {
             _ => value,
         });
     }
-    let object = match backend {
-        DbBackend::Postgres => "json_build_object",
-        _ => "json_object",
+    let array = match backend {
+        DbBackend::Postgres => "json_build_array",
+        _ => "json_array",
     };
-    Func::cust(Alias::new(object)).args(args).into()
+    Func::cust(Alias::new(array)).args(args).into()
 }
 
 /// A subquery giving the outer deployment's replica counts per status as a

@@ -11,7 +11,7 @@
 
 use std::fmt::{self, Write as _};
 
-use chrono::{Datelike, Timelike, Utc};
+use chrono::{SecondsFormat, Utc};
 
 use super::log_writer::BatchedStderr;
 use tracing::{
@@ -98,17 +98,11 @@ where
 /// Now in UTC, as RFC 3339 with microseconds (`2026-11-27T23:11:49.006186Z`).
 fn timestamp(writer: &mut Writer<'_>) -> fmt::Result {
     let now = Utc::now();
-    write!(
-        writer,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        now.year(),
-        now.month(),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.nanosecond() % 1_000_000_000 / 1_000
-    )
+    let mut buffer = [0; entity::timestamp::MICROS_LEN];
+    match entity::timestamp::write_micros(&now, &mut buffer) {
+        Some(text) => writer.write_str(text),
+        None => writer.write_str(&now.to_rfc3339_opts(SecondsFormat::Micros, true)),
+    }
 }
 
 /// Writes fields as JSON object members, each preceded by a comma but the
