@@ -198,7 +198,7 @@ impl StatusRead {
     ) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(2048);
         out.extend_from_slice(b"{\"data\":{");
-        string(&mut out, &self.key)?;
+        plain_string(&mut out, &self.key)?;
         out.push(b':');
         self.deployment(&mut out, model, prefetched)?;
         out.extend_from_slice(b"}}");
@@ -213,7 +213,9 @@ impl StatusRead {
     ) -> std::io::Result<()> {
         let counts = prefetched.counts.unwrap_or_default();
         object(out, &self.fields, |out, field| match field {
-            DeploymentField::Typename => string(out, &type_name::<super::deployment::Deployment>()),
+            DeploymentField::Typename => {
+                plain_string(out, &type_name::<super::deployment::Deployment>())
+            }
             DeploymentField::Id => uuid(out, model.id),
             DeploymentField::Name => string(out, &model.name),
             DeploymentField::Status => enum_name(out, DeploymentStatus::from(model.status)),
@@ -470,7 +472,7 @@ fn replica_counts(
 ) -> std::io::Result<()> {
     let counts = ReplicaCounts::from(counts);
     object(out, fields, |out, field| match field {
-        CountsField::Typename => string(out, &type_name::<ReplicaCounts>()),
+        CountsField::Typename => plain_string(out, &type_name::<ReplicaCounts>()),
         CountsField::Total => write!(out, "{}", counts.total),
         CountsField::Pending => write!(out, "{}", counts.pending),
         CountsField::Starting => write!(out, "{}", counts.starting),
@@ -487,7 +489,7 @@ fn replica(
     replica: &deployment_replica::Model,
 ) -> std::io::Result<()> {
     object(out, fields, |out, field| match field {
-        ReplicaField::Typename => string(out, &type_name::<Replica>()),
+        ReplicaField::Typename => plain_string(out, &type_name::<Replica>()),
         ReplicaField::Id => uuid(out, replica.id),
         ReplicaField::NodeId => optional(out, replica.node_id, uuid),
         ReplicaField::Status => enum_name(out, ReplicaStatus::from(replica.status)),
@@ -503,7 +505,7 @@ fn resources(
     resources: &deployment_resources::Model,
 ) -> std::io::Result<()> {
     object(out, fields, |out, field| match field {
-        ResourcesField::Typename => string(out, &type_name::<Resources>()),
+        ResourcesField::Typename => plain_string(out, &type_name::<Resources>()),
         // As async-graphql writes a Float: through serde_json.
         ResourcesField::CpuCores => {
             serde_json::to_writer(&mut *out, &resources.cpu_cores).map_err(std::io::Error::other)
@@ -520,7 +522,7 @@ fn status_change(
     change: &deployment_status_history::Model,
 ) -> std::io::Result<()> {
     object(out, fields, |out, field| match field {
-        ChangeField::Typename => string(out, &type_name::<StatusChange>()),
+        ChangeField::Typename => plain_string(out, &type_name::<StatusChange>()),
         ChangeField::OldStatus => {
             optional(out, change.old_status, |out, s| enum_name(out, DeploymentStatus::from(s)))
         }
@@ -541,7 +543,8 @@ fn object<F>(
         if index > 0 {
             out.push(b',');
         }
-        string(out, key)?;
+        // A response key is a GraphQL name: nothing to escape.
+        plain_string(out, key)?;
         out.push(b':');
         value(out, field)?;
     }
@@ -595,7 +598,8 @@ fn uuid(out: &mut Vec<u8>, id: uuid::Uuid) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A string that needs no escaping in JSON: a timestamp, a GraphQL name.
+/// A string that needs no escaping in JSON: a timestamp, a GraphQL name
+/// (a response key, a type or enum value name).
 fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
     debug_assert!(text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
     out.push(b'"');

@@ -3,12 +3,16 @@
 //! two apps in one process (the tests) never mix their counts.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
+    hash::Hash,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use metrics::{SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{
+    Counter, Histogram, SharedString, counter, describe_counter, describe_gauge,
+    describe_histogram, gauge,
+};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -111,6 +115,36 @@ struct Inner {
     handle: PrometheusHandle,
     names: Mutex<HashSet<String>>,
     process: metrics_process::Collector,
+    /// The series every request records, by their labels (see [`Handles`]).
+    http: Handles<(SharedString, u16), (Counter, Histogram)>,
+    operations: Handles<(SharedString, &'static str, String), (Counter, Histogram)>,
+    statements: Handles<SharedString, Counter>,
+    direct_reads: Counter,
+}
+
+/// Series already registered, by their labels. Registering a series looks
+/// its name and labels up in the recorder's registry, building and hashing
+/// the key each time; a status lookup records six series, so those a
+/// request records are kept here, found by their label values alone. The
+/// label values are bounded (routes, statuses, capped operation names,
+/// error codes, entry points), and so is this map.
+struct Handles<K, V>(Mutex<HashMap<K, V>>);
+
+impl<K: Hash + Eq, V: Clone> Handles<K, V> {
+    fn new() -> Self {
+        Self(Mutex::default())
+    }
+
+    /// The series for `key`, registered by `register` the first time.
+    fn get(&self, key: K, register: impl FnOnce(&K) -> V) -> V {
+        let Ok(mut handles) = self.0.lock() else { return register(&key) };
+        if let Some(handle) = handles.get(&key) {
+            return handle.clone();
+        }
+        let handle = register(&key);
+        handles.insert(key, handle.clone());
+        handle
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,8 +169,21 @@ impl Metrics {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let process = metrics_process::Collector::new("deployql_");
-        let metrics =
-            Self { inner: Arc::new(Inner { recorder, handle, names: Mutex::default(), process }) };
+        let direct_reads = metrics::with_local_recorder(&recorder, || {
+            counter!("deployql_graphql_direct_reads_total")
+        });
+        let metrics = Self {
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                names: Mutex::default(),
+                process,
+                http: Handles::new(),
+                operations: Handles::new(),
+                statements: Handles::new(),
+                direct_reads,
+            }),
+        };
         metrics.with(|| {
             describe();
             metrics.inner.process.describe();
@@ -160,21 +207,28 @@ impl Metrics {
 
     /// Counts a GraphQL operation and observes its latency.
     pub fn operation(&self, operation: OperationOutcome) {
-        let labels = [
-            ("operation_name", self.operation_name(operation.name.as_deref())),
-            ("operation_type", SharedString::const_str(operation.kind)),
-            ("outcome", SharedString::from(operation.outcome)),
-        ];
-        self.with(|| {
-            counter!("deployql_graphql_operations_total", &labels).increment(1);
-            metrics::histogram!("deployql_graphql_operation_duration_seconds", &labels)
-                .record(operation.duration.as_secs_f64());
+        let key =
+            (self.operation_name(operation.name.as_deref()), operation.kind, operation.outcome);
+        let (count, duration) = self.inner.operations.get(key, |(name, kind, outcome)| {
+            let labels = [
+                ("operation_name", name.clone()),
+                ("operation_type", SharedString::const_str(kind)),
+                ("outcome", SharedString::from(outcome.clone())),
+            ];
+            self.with(|| {
+                (
+                    counter!("deployql_graphql_operations_total", &labels),
+                    metrics::histogram!("deployql_graphql_operation_duration_seconds", &labels),
+                )
+            })
         });
+        count.increment(1);
+        duration.record(operation.duration.as_secs_f64());
     }
 
     /// Counts a status read answered without async-graphql's executor.
     pub fn direct_read(&self) {
-        self.with(|| counter!("deployql_graphql_direct_reads_total").increment(1));
+        self.inner.direct_reads.increment(1);
     }
 
     /// Counts a refusal by its reason.
@@ -186,19 +240,27 @@ impl Metrics {
 
     /// Counts an HTTP request by its route and status and observes its latency.
     pub fn http_request(&self, route: SharedString, status: u16, duration: Duration) {
-        let labels = [("route", route), ("status", SharedString::from(status.to_string()))];
-        self.with(|| {
-            counter!("deployql_http_requests_total", &labels).increment(1);
-            metrics::histogram!("deployql_http_request_duration_seconds", &labels[..1])
-                .record(duration.as_secs_f64());
+        let (count, latency) = self.inner.http.get((route, status), |(route, status)| {
+            let labels =
+                [("route", route.clone()), ("status", SharedString::from(status.to_string()))];
+            self.with(|| {
+                (
+                    counter!("deployql_http_requests_total", &labels),
+                    metrics::histogram!("deployql_http_request_duration_seconds", &labels[..1]),
+                )
+            })
         });
+        count.increment(1);
+        latency.record(duration.as_secs_f64());
     }
 
     /// Counts a SQL statement under the entry point that ran it.
     pub fn statement(&self, entry_point: SharedString) {
-        self.with(|| {
-            counter!("deployql_sql_statements_total", "entry_point" => entry_point).increment(1);
+        let count = self.inner.statements.get(entry_point, |entry_point| {
+            let entry_point = entry_point.clone();
+            self.with(|| counter!("deployql_sql_statements_total", "entry_point" => entry_point))
         });
+        count.increment(1);
     }
 
     /// Observes how long a statement waited for a pooled connection.

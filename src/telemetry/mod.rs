@@ -2,6 +2,7 @@
 //! (`request_id`), statements per operation (`operation`), logs, and
 //! OpenTelemetry traces (`traces`). Depends only on configuration.
 
+mod filtered_once;
 mod json_lines;
 mod log_writer;
 pub mod metrics;
@@ -20,7 +21,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use self::log_writer::BatchedStderr;
+use self::{filtered_once::LogsAndAcquireTimes, log_writer::BatchedStderr};
 pub use self::{
     metrics::{Metrics, OperationOutcome, Refusal},
     operation::Scope,
@@ -88,20 +89,26 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
         LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
-    let acquire_times = PoolAcquireTimes(metrics.clone())
-        .with_filter(Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG));
+    let acquire_times = PoolAcquireTimes(metrics.clone());
+    let acquire_events = Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG);
     let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
-    let spans = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("deployql"))
-            .with_filter(traced())
-    });
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter.and(filter_fn(|metadata| !traces_only(metadata)))))
-        .with(acquire_times)
-        .with(spans)
-        .try_init()
-        .map_err(|err| format!("cannot install logging: {err}"))?;
+    let installed = match &provider {
+        // Traces and logs want different spans: a filter for each layer.
+        Some(provider) => tracing_subscriber::registry()
+            .with(logs.with_filter(filter.and(filter_fn(|metadata| !traces_only(metadata)))))
+            .with(acquire_times.with_filter(acquire_events))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("deployql"))
+                    .with_filter(traced()),
+            )
+            .try_init(),
+        // Without traces, one filter for both (see `filtered_once`).
+        None => tracing_subscriber::registry()
+            .with(LogsAndAcquireTimes::new(filter, logs, acquire_events, acquire_times))
+            .try_init(),
+    };
+    installed.map_err(|err| format!("cannot install logging: {err}"))?;
     Ok(Telemetry { provider, writer })
 }
 
