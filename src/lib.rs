@@ -9,6 +9,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod live;
 pub mod service;
 pub mod telemetry;

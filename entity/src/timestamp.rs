@@ -80,8 +80,11 @@ pub const MICROS_LEN: usize = "2026-11-26T23:48:00.224709Z".len();
 /// them.
 pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; MICROS_LEN]) -> Option<&'a str> {
     use chrono::{Datelike, Timelike};
-    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
-    let nanos = at.nanosecond();
+    // In UTC already: the naive parts need no offset applied per accessor.
+    let utc = at.naive_utc();
+    let (date, time) = (utc.date(), utc.time());
+    let year = u32::try_from(date.year()).ok().filter(|year| *year <= 9999)?;
+    let nanos = time.nanosecond();
     if nanos >= 1_000_000_000 {
         return None;
     }
@@ -92,11 +95,11 @@ pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; MICROS_LEN]) -> Op
         }
     };
     put(0, 4, year);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
-    put(17, 2, at.second());
+    put(5, 2, date.month());
+    put(8, 2, date.day());
+    put(11, 2, time.hour());
+    put(14, 2, time.minute());
+    put(17, 2, time.second());
     put(20, 6, nanos / 1_000);
     for (at, c) in
         [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]

@@ -587,21 +587,22 @@ fn null(out: &mut Vec<u8>) -> std::io::Result<()> {
 /// A JSON string, escaped as serde_json escapes it (as async-graphql's
 /// responses are written).
 fn string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
-    serde_json::to_writer(out, text).map_err(std::io::Error::other)
+    if crate::json::needs_escaping(text) {
+        serde_json::to_writer(out, text).map_err(std::io::Error::other)
+    } else {
+        plain_string(out, text)
+    }
 }
 
 fn uuid(out: &mut Vec<u8>, id: uuid::Uuid) -> std::io::Result<()> {
     let mut buffer = uuid::Uuid::encode_buffer();
-    out.push(b'"');
-    out.extend_from_slice(id.hyphenated().encode_lower(&mut buffer).as_bytes());
-    out.push(b'"');
-    Ok(())
+    plain_string(out, id.hyphenated().encode_lower(&mut buffer))
 }
 
-/// A string that needs no escaping in JSON: a timestamp, a GraphQL name
-/// (a response key, a type or enum value name).
+/// A string that needs no escaping in JSON: a UUID, a timestamp, a GraphQL
+/// name (a response key, a type or enum value name), or text checked.
 fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
-    debug_assert!(text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+    debug_assert!(!crate::json::needs_escaping(text));
     out.push(b'"');
     out.extend_from_slice(text.as_bytes());
     out.push(b'"');

@@ -100,7 +100,7 @@ pub(super) async fn post(
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
         }
     };
-    let mut batch: BatchRequest = match serde_json::from_slice(&body) {
+    let mut batch = match parse_batch(&body) {
         Ok(batch) => batch,
         Err(err) => {
             let message = format!("request body is not a GraphQL request: {err}");
@@ -125,6 +125,23 @@ pub(super) async fn post(
         }
     }
     execute(&state, session, batch, media).await
+}
+
+/// A request body: one request (an object) or a batch (an array). Parsed
+/// as the one it is rather than as async-graphql's untagged `BatchRequest`,
+/// which buffers the whole body into an intermediate tree to try each in
+/// turn; and an error then says what is wrong rather than "did not match
+/// any variant".
+fn parse_batch(body: &[u8]) -> serde_json::Result<BatchRequest> {
+    match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        Some(b'[') => match serde_json::from_slice::<Vec<_>>(body)? {
+            requests if requests.is_empty() => {
+                Err(serde::de::Error::invalid_length(0, &"a non-empty sequence of requests"))
+            }
+            requests => Ok(BatchRequest::Batch(requests)),
+        },
+        _ => serde_json::from_slice(body).map(BatchRequest::Single),
+    }
 }
 
 /// A batch's totals: each operation is bounded alone when it runs, but ten
@@ -322,4 +339,20 @@ fn not_acceptable() -> Response {
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = super::error_body(message, json!({ "code": code }));
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_request_or_a_non_empty_batch() {
+        let single = parse_batch(br#" {"query":"{ a }","variables":{"id":"x"}}"#);
+        assert!(matches!(single, Ok(BatchRequest::Single(request)) if request.query == "{ a }"));
+        let batch = parse_batch(b"\n [{\"query\":\"{ a }\"},{\"query\":\"{ b }\"}]");
+        assert!(matches!(batch, Ok(BatchRequest::Batch(requests)) if requests.len() == 2));
+        for refused in [&b"[]"[..], b"  [ ]", b"\"{ a }\"", b"{\"query\":1}", b"", b"nope"] {
+            assert!(parse_batch(refused).is_err(), "{}", String::from_utf8_lossy(refused));
+        }
+    }
 }

@@ -180,6 +180,9 @@ struct Escaped<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        if !crate::json::needs_escaping(text) {
+            return self.0.write_str(text);
+        }
         let mut plain = 0;
         for (index, byte) in text.bytes().enumerate() {
             let escape = match byte {
