@@ -29,6 +29,11 @@ use super::{PoolAcquireTimes, traces_only};
 pub(super) struct LogsAndAcquireTimes<L> {
     /// What the log layer takes (`RUST_LOG`), spans for traces aside.
     filter: EnvFilter,
+    /// Whether `filter` has span directives (`target[span{field}]=level`),
+    /// and so must follow spans as they are created, entered and left.
+    /// Without, following them is a lock and a hash map lookup per entry
+    /// that decide nothing.
+    span_directives: bool,
     logs: L,
     /// Which events carry an acquire time.
     acquire_events: Targets,
@@ -36,13 +41,15 @@ pub(super) struct LogsAndAcquireTimes<L> {
 }
 
 impl<L> LogsAndAcquireTimes<L> {
+    /// `directives` is the text `filter` was built from.
     pub(super) fn new(
-        filter: EnvFilter,
+        (filter, directives): (EnvFilter, &str),
         logs: L,
         acquire_events: Targets,
         acquire_times: PoolAcquireTimes,
     ) -> Self {
-        Self { filter, logs, acquire_events, acquire_times }
+        let span_directives = directives.contains('[');
+        Self { filter, span_directives, logs, acquire_events, acquire_times }
     }
 
     fn is_acquire_time(&self, metadata: &Metadata<'_>) -> bool {
@@ -81,12 +88,16 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, cx: Context<'_, S>) {
-        self.filter.on_new_span(attrs, id, cx.clone());
+        if self.span_directives {
+            self.filter.on_new_span(attrs, id, cx.clone());
+        }
         self.logs.on_new_span(attrs, id, cx);
     }
 
     fn on_record(&self, span: &Id, values: &Record<'_>, cx: Context<'_, S>) {
-        self.filter.on_record(span, values, cx.clone());
+        if self.span_directives {
+            self.filter.on_record(span, values, cx.clone());
+        }
         self.logs.on_record(span, values, cx);
     }
 
@@ -106,17 +117,23 @@ where
     }
 
     fn on_enter(&self, id: &Id, cx: Context<'_, S>) {
-        self.filter.on_enter(id, cx.clone());
+        if self.span_directives {
+            self.filter.on_enter(id, cx.clone());
+        }
         self.logs.on_enter(id, cx);
     }
 
     fn on_exit(&self, id: &Id, cx: Context<'_, S>) {
-        self.filter.on_exit(id, cx.clone());
+        if self.span_directives {
+            self.filter.on_exit(id, cx.clone());
+        }
         self.logs.on_exit(id, cx);
     }
 
     fn on_close(&self, id: Id, cx: Context<'_, S>) {
-        self.filter.on_close(id.clone(), cx.clone());
+        if self.span_directives {
+            self.filter.on_close(id.clone(), cx.clone());
+        }
         self.logs.on_close(id, cx);
     }
 
@@ -173,7 +190,7 @@ mod tests {
     fn logs_get_what_the_filter_enables_and_the_histogram_every_acquire_time() {
         let (seen, metrics) = (Seen::default(), Metrics::new());
         let layer = LogsAndAcquireTimes::new(
-            EnvFilter::new("info,sqlx::pool::acquire=error"),
+            (EnvFilter::new("info,sqlx::pool::acquire=error"), "info,sqlx::pool::acquire=error"),
             seen.clone(),
             Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG),
             PoolAcquireTimes(metrics.clone()),
@@ -206,7 +223,7 @@ mod tests {
     fn a_span_directive_still_applies() {
         let seen = Seen::default();
         let layer = LogsAndAcquireTimes::new(
-            EnvFilter::new("warn,[audit]=debug"),
+            (EnvFilter::new("warn,[audit]=debug"), "warn,[audit]=debug"),
             seen.clone(),
             Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG),
             PoolAcquireTimes(Metrics::new()),

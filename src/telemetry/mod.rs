@@ -82,8 +82,11 @@ impl Telemetry {
 /// Installs logging in `config`'s format (`dev` picks the default), traces
 /// when an OTLP endpoint is set, and the pool's acquire times in `metrics`.
 pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Telemetry, String> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|text| EnvFilter::try_new(text).is_ok())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
+    let filter = EnvFilter::new(&directives);
     let writer = BatchedStderr::start();
     let logs = match config.log_format(dev) {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
@@ -105,7 +108,12 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
             .try_init(),
         // Without traces, one filter for both (see `filtered_once`).
         None => tracing_subscriber::registry()
-            .with(LogsAndAcquireTimes::new(filter, logs, acquire_events, acquire_times))
+            .with(LogsAndAcquireTimes::new(
+                (filter, &directives),
+                logs,
+                acquire_events,
+                acquire_times,
+            ))
             .try_init(),
     };
     installed.map_err(|err| format!("cannot install logging: {err}"))?;
