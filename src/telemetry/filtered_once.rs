@@ -24,7 +24,7 @@ use tracing::{
 };
 use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::Context, registry::LookupSpan};
 
-use super::{PoolAcquireTimes, traces_only};
+use super::{PoolAcquireTimes, acquire_time_events, traces_only};
 
 pub(super) struct LogsAndAcquireTimes<L> {
     /// What the log layer takes (`RUST_LOG`), spans for traces aside.
@@ -41,15 +41,15 @@ pub(super) struct LogsAndAcquireTimes<L> {
 }
 
 impl<L> LogsAndAcquireTimes<L> {
-    /// `directives` is the text `filter` was built from.
-    pub(super) fn new(
-        (filter, directives): (EnvFilter, &str),
-        logs: L,
-        acquire_events: Targets,
-        acquire_times: PoolAcquireTimes,
-    ) -> Self {
-        let span_directives = directives.contains('[');
-        Self { filter, span_directives, logs, acquire_events, acquire_times }
+    /// Logs what `directives` (`RUST_LOG`'s syntax, valid) enable.
+    pub(super) fn new(directives: &str, logs: L, acquire_times: PoolAcquireTimes) -> Self {
+        Self {
+            filter: EnvFilter::new(directives),
+            span_directives: directives.contains('['),
+            logs,
+            acquire_events: acquire_time_events(),
+            acquire_times,
+        }
     }
 
     fn is_acquire_time(&self, metadata: &Metadata<'_>) -> bool {
@@ -146,7 +146,6 @@ where
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use tracing::Level;
     use tracing_subscriber::{Registry, layer::SubscriberExt};
 
     use super::*;
@@ -190,9 +189,8 @@ mod tests {
     fn logs_get_what_the_filter_enables_and_the_histogram_every_acquire_time() {
         let (seen, metrics) = (Seen::default(), Metrics::new());
         let layer = LogsAndAcquireTimes::new(
-            (EnvFilter::new("info,sqlx::pool::acquire=error"), "info,sqlx::pool::acquire=error"),
+            "info,sqlx::pool::acquire=error",
             seen.clone(),
-            Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG),
             PoolAcquireTimes(metrics.clone()),
         );
         let subscriber = Registry::default().with(layer);
@@ -223,9 +221,8 @@ mod tests {
     fn a_span_directive_still_applies() {
         let seen = Seen::default();
         let layer = LogsAndAcquireTimes::new(
-            (EnvFilter::new("warn,[audit]=debug"), "warn,[audit]=debug"),
+            "warn,[audit]=debug",
             seen.clone(),
-            Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG),
             PoolAcquireTimes(Metrics::new()),
         );
         tracing::subscriber::with_default(Registry::default().with(layer), || {

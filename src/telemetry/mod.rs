@@ -86,20 +86,21 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         .ok()
         .filter(|text| EnvFilter::try_new(text).is_ok())
         .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
-    let filter = EnvFilter::new(&directives);
+
     let writer = BatchedStderr::start();
     let logs = match config.log_format(dev) {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
         LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone());
-    let acquire_events = Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG);
     let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
     let installed = match &provider {
         // Traces and logs want different spans: a filter for each layer.
         Some(provider) => tracing_subscriber::registry()
-            .with(logs.with_filter(filter.and(filter_fn(|metadata| !traces_only(metadata)))))
-            .with(acquire_times.with_filter(acquire_events))
+            .with(logs.with_filter(
+                EnvFilter::new(&directives).and(filter_fn(|metadata| !traces_only(metadata))),
+            ))
+            .with(acquire_times.with_filter(acquire_time_events()))
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("deployql"))
@@ -108,16 +109,16 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
             .try_init(),
         // Without traces, one filter for both (see `filtered_once`).
         None => tracing_subscriber::registry()
-            .with(LogsAndAcquireTimes::new(
-                (filter, &directives),
-                logs,
-                acquire_events,
-                acquire_times,
-            ))
+            .with(LogsAndAcquireTimes::new(&directives, logs, acquire_times))
             .try_init(),
     };
     installed.map_err(|err| format!("cannot install logging: {err}"))?;
     Ok(Telemetry { provider, writer })
+}
+
+/// sqlx's per-acquire timing events (see [`PoolAcquireTimes`]).
+fn acquire_time_events() -> Targets {
+    Targets::new().with_target("sqlx::pool::acquire", Level::DEBUG)
 }
 
 /// Observes sqlx's per-acquire timing events (enabled in `db`) as the
