@@ -5,24 +5,61 @@
 //! its rows; so the UTC forms both backends write are read here directly,
 //! and anything else (another offset, another layout) goes to chrono.
 
-use std::borrow::Cow;
+use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer, de::Error};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::{
+    Deserializer,
+    de::{Error, Visitor},
+};
 
 /// A timestamp (see the module's docs), for `#[serde(deserialize_with)]`.
 pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-    let text = Cow::<'de, str>::deserialize(deserializer)?;
-    parse(&text).map_err(D::Error::custom)
+    deserializer.deserialize_str(Text)
 }
 
 /// A timestamp or null, for `#[serde(deserialize_with)]`.
 pub fn optional<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<DateTime<Utc>>, D::Error> {
-    match Option::<Cow<'de, str>>::deserialize(deserializer)? {
-        Some(text) => parse(&text).map(Some).map_err(D::Error::custom),
-        None => Ok(None),
+    deserializer.deserialize_option(Optional)
+}
+
+/// Reads the text where it lies (serde's `String` or `Cow<str>` would copy
+/// it into an allocation first).
+struct Text;
+
+impl Visitor<'_> for Text {
+    type Value = DateTime<Utc>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an RFC 3339 timestamp")
+    }
+
+    fn visit_str<E: Error>(self, text: &str) -> Result<Self::Value, E> {
+        parse(text).map_err(E::custom)
+    }
+}
+
+struct Optional;
+
+impl<'de> Visitor<'de> for Optional {
+    type Value = Option<DateTime<Utc>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an RFC 3339 timestamp or null")
+    }
+
+    fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(Text).map(Some)
     }
 }
 
@@ -36,36 +73,45 @@ fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 /// `YYYY-MM-DD(T| )HH:MM:SS[.fraction][ ](Z|+00:00|+00)`, or `None`.
 fn utc(text: &str) -> Option<DateTime<Utc>> {
     let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        let digits = bytes.get(range)?;
-        digits
-            .iter()
-            .try_fold(0_u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+    let digit = |at: usize| -> Option<u32> {
+        let value = bytes.get(at)?.wrapping_sub(b'0');
+        (value < 10).then_some(u32::from(value))
     };
+    let pair = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
     let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
     if separators.iter().any(|&(at, c)| bytes.get(at) != Some(&c))
         || !matches!(bytes.get(10), Some(b'T' | b' '))
     {
         return None;
     }
-    let date =
-        NaiveDate::from_ymd_opt(i32::try_from(number(0..4)?).ok()?, number(5..7)?, number(8..10)?)?;
+    let year = i32::try_from(pair(0)? * 100 + pair(2)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, pair(5)?, pair(8)?)?;
     let mut at = 19;
     let mut nanos = 0;
     if bytes.get(at) == Some(&b'.') {
-        let digits = bytes[at + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if !(1..=9).contains(&digits) {
+        let first = at + 1;
+        at = first;
+        while let Some(value) = digit(at) {
+            if at - first == 9 {
+                return None;
+            }
+            nanos = nanos * 10 + value;
+            at += 1;
+        }
+        if at == first {
             return None;
         }
-        nanos = number(at + 1..at + 1 + digits)? * 10_u32.pow(9 - u32::try_from(digits).ok()?);
-        at += 1 + digits;
+        nanos *= 10_u32.pow(u32::try_from(9 - (at - first)).ok()?);
     }
-    let offset = text.get(at..)?.trim_start_matches(' ');
-    if !matches!(offset, "Z" | "+00:00" | "+00") {
+    let mut offset = bytes.get(at..)?;
+    while let Some(rest) = offset.strip_prefix(b" ") {
+        offset = rest;
+    }
+    if !matches!(offset, b"Z" | b"+00:00" | b"+00") {
         return None;
     }
-    let time = date.and_hms_nano_opt(number(11..13)?, number(14..16)?, number(17..19)?, nanos)?;
-    Some(time.and_utc())
+    let time = NaiveTime::from_hms_nano_opt(pair(11)?, pair(14)?, pair(17)?, nanos)?;
+    Some(date.and_time(time).and_utc())
 }
 
 /// The length of a timestamp as [`write_micros`] writes it.
@@ -88,19 +134,30 @@ pub fn write_micros<'a>(at: &DateTime<Utc>, out: &'a mut [u8; MICROS_LEN]) -> Op
     if nanos >= 1_000_000_000 {
         return None;
     }
-    let mut put = |from: usize, width: usize, mut n: u32| {
-        for at in (from..from + width).rev() {
-            out[at] = b'0' + (n % 10) as u8;
-            n /= 10;
+    // Two digits at a time, from a table: a division by 100 per pair.
+    const PAIRS: [[u8; 2]; 100] = {
+        let mut pairs = [[0; 2]; 100];
+        let mut n = 0;
+        while n < 100 {
+            pairs[n] = [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+            n += 1;
         }
+        pairs
     };
-    put(0, 4, year);
-    put(5, 2, date.month());
-    put(8, 2, date.day());
-    put(11, 2, time.hour());
-    put(14, 2, time.minute());
-    put(17, 2, time.second());
-    put(20, 6, nanos / 1_000);
+    let mut pair = |at: usize, n: u32| {
+        out[at..at + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
+    };
+    let micros = nanos / 1_000;
+    pair(0, year / 100);
+    pair(2, year);
+    pair(5, date.month());
+    pair(8, date.day());
+    pair(11, time.hour());
+    pair(14, time.minute());
+    pair(17, time.second());
+    pair(20, micros / 10_000);
+    pair(22, micros / 100);
+    pair(24, micros);
     for (at, c) in
         [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')]
     {
@@ -115,7 +172,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_written_as_chrono_writes_them() {
-        use chrono::{Datelike, SecondsFormat, TimeZone};
+        use chrono::{Datelike, SecondsFormat, TimeZone, Timelike};
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -137,6 +194,12 @@ mod tests {
             match write_micros(&at, &mut buffer) {
                 Some(ours) => {
                     assert_eq!(ours, chrono);
+                    // And read back, as written and as Postgres writes it.
+                    let micros = at.with_nanosecond(at.nanosecond() / 1_000 * 1_000);
+                    assert_eq!(utc(ours), micros, "{ours}");
+                    let postgres = ours.trim_end_matches('Z').trim_end_matches('0');
+                    let postgres = format!("{}+00:00", postgres.trim_end_matches('.'));
+                    assert_eq!(utc(&postgres), micros, "{postgres}");
                     written += 1;
                 }
                 None => assert!(at.year() < 0 || at.year() > 9999, "{chrono}"),
@@ -172,6 +235,31 @@ mod tests {
                 .replace("+00", "Z");
             let reference = DateTime::parse_from_rfc3339(&reference).map(|at| at.to_utc());
             assert_eq!(fast, reference.ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn fields_read_a_timestamp_where_it_lies_escaped_or_not_and_null() {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            #[serde(deserialize_with = "required")]
+            at: DateTime<Utc>,
+            #[serde(deserialize_with = "optional", default)]
+            maybe: Option<DateTime<Utc>>,
+        }
+        let expected = utc("2026-11-26T23:48:00.224709Z");
+        let borrowed =
+            r#"{"at":"2026-11-26T23:48:00.224709+00:00","maybe":"2026-11-26T23:48:00.224709Z"}"#;
+        let row: Row = serde_json::from_str(borrowed).unwrap();
+        assert_eq!((Some(row.at), row.maybe), (expected, expected));
+        // An escape makes serde_json hand over a copy instead.
+        let escaped = r#"{"at":"2026-11-26T23:48:00.224709\u002B00:00","maybe":null}"#;
+        let row: Row = serde_json::from_str(escaped).unwrap();
+        assert_eq!((Some(row.at), row.maybe), (expected, None));
+        let absent: Row = serde_json::from_str(r#"{"at":"2026-11-26T23:48:00.224709Z"}"#).unwrap();
+        assert_eq!(absent.maybe, None);
+        for bad in [r#"{"at":"yesterday"}"#, r#"{"at":17}"#, r#"{"at":null}"#] {
+            assert!(serde_json::from_str::<Row>(bad).is_err(), "{bad}");
         }
     }
 

@@ -6,7 +6,9 @@
 //! still be the current one, so a key removed from the provider's JWKS stops
 //! verifying its tokens at once.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
+
+use foldhash::HashMap;
 
 use sha2::{Digest, Sha256};
 

@@ -257,14 +257,15 @@ async fn lookup(
 
 /// The line each status lookup logs.
 pub(crate) fn log_lookup(user: UserId, model: &deployment::Model, counts: health::ReplicaCounts) {
+    // The message as a plain `&str` field (see `executor::reported`).
     tracing::info!(
+        message = "status lookup",
         deployment = %model.name,
         user = %user,
         status = ?model.status,
         health = ?counts.health(model.target_replicas),
         replicas_running = counts.running,
         replicas_target = model.target_replicas,
-        "status lookup"
     );
 }
 

@@ -16,7 +16,7 @@
 //! it as before. A test compares the two paths' answers byte for byte for
 //! every field of every type here (`tests/api/direct.rs`).
 
-use std::{borrow::Cow, collections::HashMap, io::Write};
+use std::{borrow::Cow, collections::HashMap};
 
 use async_graphql::{
     ID, OutputType, Pos, Variables,
@@ -222,7 +222,7 @@ impl StatusRead {
             DeploymentField::Health => {
                 enum_name(out, Health::from(counts.health(model.target_replicas)))
             }
-            DeploymentField::TargetReplicas => write!(out, "{}", model.target_replicas),
+            DeploymentField::TargetReplicas => integer(out, model.target_replicas),
             DeploymentField::CreatedAt => timestamp(out, model.created_at),
             DeploymentField::UpdatedAt => timestamp(out, model.updated_at),
             DeploymentField::ReplicaCounts(fields) => replica_counts(out, fields, counts),
@@ -473,13 +473,13 @@ fn replica_counts(
     let counts = ReplicaCounts::from(counts);
     object(out, fields, |out, field| match field {
         CountsField::Typename => plain_string(out, &type_name::<ReplicaCounts>()),
-        CountsField::Total => write!(out, "{}", counts.total),
-        CountsField::Pending => write!(out, "{}", counts.pending),
-        CountsField::Starting => write!(out, "{}", counts.starting),
-        CountsField::Running => write!(out, "{}", counts.running),
-        CountsField::Stopping => write!(out, "{}", counts.stopping),
-        CountsField::Stopped => write!(out, "{}", counts.stopped),
-        CountsField::Failed => write!(out, "{}", counts.failed),
+        CountsField::Total => integer(out, counts.total),
+        CountsField::Pending => integer(out, counts.pending),
+        CountsField::Starting => integer(out, counts.starting),
+        CountsField::Running => integer(out, counts.running),
+        CountsField::Stopping => integer(out, counts.stopping),
+        CountsField::Stopped => integer(out, counts.stopped),
+        CountsField::Failed => integer(out, counts.failed),
     })
 }
 
@@ -510,9 +510,9 @@ fn resources(
         ResourcesField::CpuCores => {
             serde_json::to_writer(&mut *out, &resources.cpu_cores).map_err(std::io::Error::other)
         }
-        ResourcesField::MemoryMb => write!(out, "{}", resources.memory_mb),
-        ResourcesField::GpuUnits => write!(out, "{}", resources.gpu_units),
-        ResourcesField::StorageGb => write!(out, "{}", resources.storage_gb),
+        ResourcesField::MemoryMb => integer(out, resources.memory_mb),
+        ResourcesField::GpuUnits => integer(out, resources.gpu_units),
+        ResourcesField::StorageGb => integer(out, resources.storage_gb),
     })
 }
 
@@ -611,6 +611,12 @@ fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
 
 fn timestamp(out: &mut Vec<u8>, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<()> {
     Timestamp(at).with_rfc3339(|text| plain_string(out, text))
+}
+
+/// As serde_json writes an integer (with `itoa`), without `core::fmt`.
+fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) -> std::io::Result<()> {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    Ok(())
 }
 
 fn enum_name<T: EnumType>(out: &mut Vec<u8>, value: T) -> std::io::Result<()> {

@@ -10,13 +10,12 @@
 //!   that says what is wrong and where;
 //! - the response's keys put back in selection order.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Arc, Mutex, OnceLock,
+    atomic::{AtomicBool, Ordering},
 };
+
+use foldhash::HashMap;
 
 use async_graphql::{
     Request, Response, ServerError, Value,

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::AppState;
-use crate::telemetry::{RequestId, request_id};
+use crate::telemetry::{self, RequestId, request_id};
 
 pub(super) async fn observe(
     State(state): State<AppState>,
@@ -30,19 +30,23 @@ pub(super) async fn observe(
     let method = request.method().clone();
     let span = tracing::info_span!(
         "request",
-        otel.name = format_args!("{method} {route}"),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        request_id = %id,
-        http.request.method = %method,
-        http.route = %route,
+        request_id = id.as_str(),
+        http.request.method = method.as_str(),
+        http.route = route.as_ref(),
         http.response.status_code = tracing::field::Empty,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(request.headers()))
-    });
-    // Without a tracer (traces off) there is nothing to attach it to.
-    let _ = span.set_parent(parent);
+    // What only a trace shows is left out of the log lines when traces are off.
+    if telemetry::exporting_spans() {
+        span.record("otel.name", format_args!("{method} {route}"));
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(request.headers()))
+        });
+        // A sampler may still have dropped the span: nothing to attach it to.
+        let _ = span.set_parent(parent);
+    }
     let mut response = id.clone().scope(next.run(request)).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());

@@ -9,7 +9,6 @@
 
 use std::{
     any::Any,
-    collections::HashMap,
     future::Future,
     sync::{
         Arc, Mutex,
@@ -17,6 +16,8 @@ use std::{
     },
     time::Duration,
 };
+
+use foldhash::HashMap;
 
 use futures_util::{Stream, stream};
 use tokio::{

@@ -5,10 +5,11 @@
 //! later requests only supply their values.
 
 use std::{
-    collections::HashMap,
     hash::Hash,
     sync::{Arc, Mutex},
 };
+
+use foldhash::HashMap;
 
 use sea_orm::{DbBackend, Statement, Value};
 

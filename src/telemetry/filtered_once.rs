@@ -195,6 +195,7 @@ mod tests {
         );
         let subscriber = Registry::default().with(layer);
         tracing::subscriber::with_default(subscriber, || {
+            assert!(!crate::telemetry::exporting_spans(), "no layer wants trace-only spans");
             let request = tracing::info_span!("request");
             let _entered = request.enter();
             let traced = tracing::info_span!(target: TRACES_TARGET, "operation");

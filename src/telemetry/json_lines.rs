@@ -122,36 +122,45 @@ impl<'a> Members<'a> {
         if self.result.is_err() {
             return;
         }
-        let separator = if std::mem::take(&mut self.first) { "" } else { "," };
-        self.result = self
-            .writer
-            .write_str(separator)
-            .and_then(|()| string(&mut self.writer, field.name()))
-            .and_then(|()| self.writer.write_char(':'))
-            .and_then(|()| value(&mut self.writer));
+        let first = std::mem::take(&mut self.first);
+        let name = field.name();
+        self.result = if crate::json::needs_escaping(name) {
+            self.writer
+                .write_str(if first { "" } else { "," })
+                .and_then(|()| string(&mut self.writer, name))
+                .and_then(|()| self.writer.write_char(':'))
+        } else {
+            // A name rarely needs escaping: `,"name":` in three writes.
+            self.writer
+                .write_str(if first { "\"" } else { ",\"" })
+                .and_then(|()| self.writer.write_str(name))
+                .and_then(|()| self.writer.write_str("\":"))
+        }
+        .and_then(|()| value(&mut self.writer));
     }
 }
 
+// Numbers as serde_json writes them (itoa and zmij), without `core::fmt`.
 impl Visit for Members<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity; serde_json writes them as null.
         if value.is_finite() {
-            self.member(field, |w| write!(w, "{value}"));
+            self.member(field, |w| w.write_str(zmij::Buffer::new().format_finite(value)));
         } else {
             self.member(field, |w| w.write_str("null"));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.member(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |w| write!(w, "{value}"));
+        self.member(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {

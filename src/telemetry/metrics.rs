@@ -3,11 +3,12 @@
 //! two apps in one process (the tests) never mix their counts.
 
 use std::{
-    collections::{HashMap, HashSet},
     hash::Hash,
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+use foldhash::{HashMap, HashSet};
 
 use metrics::{
     Counter, Histogram, SharedString, counter, describe_counter, describe_gauge,
@@ -120,6 +121,7 @@ struct Inner {
     operations: Handles<(SharedString, &'static str, String), (Counter, Histogram)>,
     statements: Handles<SharedString, Counter>,
     direct_reads: Counter,
+    pool_acquire: Histogram,
 }
 
 /// Series already registered, by their labels. Registering a series looks
@@ -169,8 +171,11 @@ impl Metrics {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let process = metrics_process::Collector::new("deployql_");
-        let direct_reads = metrics::with_local_recorder(&recorder, || {
-            counter!("deployql_graphql_direct_reads_total")
+        let (direct_reads, pool_acquire) = metrics::with_local_recorder(&recorder, || {
+            (
+                counter!("deployql_graphql_direct_reads_total"),
+                metrics::histogram!("deployql_db_pool_acquire_seconds"),
+            )
         });
         let metrics = Self {
             inner: Arc::new(Inner {
@@ -182,6 +187,7 @@ impl Metrics {
                 operations: Handles::new(),
                 statements: Handles::new(),
                 direct_reads,
+                pool_acquire,
             }),
         };
         metrics.with(|| {
@@ -265,7 +271,7 @@ impl Metrics {
 
     /// Observes how long a statement waited for a pooled connection.
     pub fn pool_acquired(&self, seconds: f64) {
-        self.with(|| metrics::histogram!("deployql_db_pool_acquire_seconds").record(seconds));
+        self.inner.pool_acquire.record(seconds);
     }
 
     /// Counts a subscription message sent.

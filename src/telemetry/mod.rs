@@ -46,6 +46,12 @@ fn traces_only(metadata: &tracing::Metadata<'_>) -> bool {
 /// attributes spell it out: attributes take literals).
 pub const TRACES_TARGET: &str = "deployql::traces";
 
+/// Whether spans are exported (traces on), so that what only a trace shows
+/// is worth computing; the answer is cached by tracing where this is called.
+pub fn exporting_spans() -> bool {
+    tracing::span_enabled!(target: TRACES_TARGET, Level::INFO)
+}
+
 /// What traces are made of: this crate's spans and sea-orm's statements.
 fn traced() -> Targets {
     Targets::new().with_target("deployql", Level::INFO).with_target("sea_orm", Level::INFO)
