@@ -18,7 +18,7 @@ use crate::{
         health::ReplicaCounts,
         plan::{self, Plan, Prefetched},
     },
-    telemetry::Scope,
+    telemetry::{CarriedRequest, Scope},
 };
 
 /// Every replica of a deployment.
@@ -55,8 +55,9 @@ pub fn for_request(db: DatabaseConnection, scope: Arc<Scope>) -> Loaders {
     // for more keys (the default 1 ms) would only add latency; keys that
     // sibling resolvers register in the same poll still share a batch.
     // Loads run in tasks of their own, in the operation's scope, so their
-    // statements count as the operation's.
-    let spawn = move |load| tokio::spawn(scope.clone().run(load));
+    // statements count as the operation's, and as the request's, so their
+    // log lines and spans name it.
+    let spawn = move |load| tokio::spawn(CarriedRequest::current().run(scope.clone().run(load)));
     DataLoader::with_cache(DeploymentLoader { db }, spawn, HashMapCache::default())
         .delay(Duration::ZERO)
 }

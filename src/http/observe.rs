@@ -13,11 +13,10 @@ use axum::{
 };
 use metrics::SharedString;
 use opentelemetry_http::HeaderExtractor;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::AppState;
-use crate::telemetry::{self, RequestId, request_id};
+use crate::telemetry::{self, RequestFields, RequestId, request_id};
 
 pub(super) async fn observe(
     State(state): State<AppState>,
@@ -28,18 +27,12 @@ pub(super) async fn observe(
     let id = RequestId::from_client(request.headers().get(request_id::HEADER));
     let route = route(request.extensions().get::<MatchedPath>());
     let method = request.method().clone();
-    let span = tracing::info_span!(
-        "request",
-        otel.name = tracing::field::Empty,
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        request_id = id.as_str(),
-        http.request.method = method.as_str(),
-        http.route = route.as_ref(),
-        http.response.status_code = tracing::field::Empty,
-    );
+    let logged = RequestFields::new(id.clone(), method.clone(), route.clone());
+    let span = logged.span();
     // What only a trace shows is left out of the log lines when traces are off.
-    if telemetry::exporting_spans() {
+    if let Some(span) = &span
+        && telemetry::exporting_spans()
+    {
         span.record("otel.name", format_args!("{method} {route}"));
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(request.headers()))
@@ -47,11 +40,13 @@ pub(super) async fn observe(
         // A sampler may still have dropped the span: nothing to attach it to.
         let _ = span.set_parent(parent);
     }
-    let mut response = id.clone().scope(next.run(request)).instrument(span.clone()).await;
+    let mut response = id.clone().scope(logged.run(span.as_ref(), next.run(request))).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    if let Some(span) = &span {
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
     }
     if let Some(value) = id.header_value() {
         response.headers_mut().insert(HeaderName::from_static(request_id::HEADER), value);

@@ -39,9 +39,8 @@ use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
     error::{ApiError, codes},
     graphql::SessionExecutor,
-    telemetry::{Refusal as Counted, RequestId},
+    telemetry::{CarriedRequest, Refusal as Counted},
 };
-use tracing::Instrument;
 
 pub(super) async fn upgrade(
     State(state): State<AppState>,
@@ -52,14 +51,14 @@ pub(super) async fn upgrade(
         let message = "ask for the graphql-transport-ws (or legacy graphql-ws) subprotocol";
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
-    let (id, span) = (RequestId::current().unwrap_or_default(), tracing::Span::current());
+    let request = CarriedRequest::current();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // The same bound as an HTTP request body.
         .max_message_size(state.limits.body_bytes)
         .max_frame_size(state.limits.body_bytes)
         // The socket lives on in a task of its own, still as this request's.
-        .on_upgrade(move |socket| id.scope(serve(socket, state, protocol)).instrument(span))
+        .on_upgrade(move |socket| request.run(serve(socket, state, protocol)))
 }
 
 /// The first GraphQL subprotocol the client offers.

@@ -13,7 +13,7 @@ use std::fmt::{self, Write as _};
 
 use chrono::{SecondsFormat, Utc};
 
-use super::log_writer::BatchedStderr;
+use super::{log_writer::BatchedStderr, request_log::RequestFields};
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
@@ -74,10 +74,23 @@ where
         members.result?;
         writer.write_str(",\"target\":")?;
         string(&mut writer, metadata.target())?;
+        let mut listed = false;
+        let mut next = |writer: &mut Writer<'_>| {
+            writer.write_str(if std::mem::replace(&mut listed, true) {
+                ",{"
+            } else {
+                ",\"spans\":[{"
+            })
+        };
+        // A request without a span (see `request_log`) first, as its span would be.
+        RequestFields::with_unspanned(|request| {
+            next(&mut writer)?;
+            request_members(&mut writer, request)
+        })
+        .transpose()?;
         if let Some(scope) = ctx.event_scope() {
-            writer.write_str(",\"spans\":[")?;
-            for (index, span) in scope.from_root().enumerate() {
-                writer.write_str(if index == 0 { "{" } else { ",{" })?;
+            for span in scope.from_root() {
+                next(&mut writer)?;
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>()
                     && !fields.fields.is_empty()
@@ -89,10 +102,25 @@ where
                 string(&mut writer, span.name())?;
                 writer.write_char('}')?;
             }
+        }
+        if listed {
             writer.write_char(']')?;
         }
         writer.write_str("}\n")
     }
+}
+
+/// The members of `request`'s entry in `spans`, as its span's fields and
+/// name are written (`RequestFields::span`; the fields left empty there are
+/// for traces and the HTTP status, never recorded while the request logs).
+fn request_members(writer: &mut Writer<'_>, request: &RequestFields) -> fmt::Result {
+    writer.write_str("\"otel.kind\":\"server\",\"request_id\":")?;
+    string(writer, request.id.as_str())?;
+    writer.write_str(",\"http.request.method\":")?;
+    string(writer, request.method.as_str())?;
+    writer.write_str(",\"http.route\":")?;
+    string(writer, request.route.as_ref())?;
+    writer.write_str(",\"name\":\"request\"}")
 }
 
 /// Now in UTC, as RFC 3339 with microseconds (`2026-11-27T23:11:49.006186Z`).

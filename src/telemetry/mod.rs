@@ -8,6 +8,7 @@ mod log_writer;
 pub mod metrics;
 pub mod operation;
 pub mod request_id;
+mod request_log;
 mod traces;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -26,6 +27,7 @@ pub use self::{
     metrics::{Metrics, OperationOutcome, Refusal},
     operation::Scope,
     request_id::RequestId,
+    request_log::{CarriedRequest, RequestFields},
 };
 use crate::config::{LogFormat, TelemetryConfig};
 
@@ -94,12 +96,17 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
 
     let writer = BatchedStderr::start();
-    let logs = match config.log_format(dev) {
+    let format = config.log_format(dev);
+    let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
+    // Only JSON lines can name a request without its span (`request_log`).
+    request_log::set_spans(
+        provider.is_some() || format == LogFormat::Text || directives.contains('['),
+    );
+    let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
         LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone());
-    let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
     let installed = match &provider {
         // Traces and logs want different spans: a filter for each layer.
         Some(provider) => tracing_subscriber::registry()
