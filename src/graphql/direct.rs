@@ -610,7 +610,15 @@ fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
 }
 
 fn timestamp(out: &mut Vec<u8>, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<()> {
-    Timestamp(at).with_rfc3339(|text| plain_string(out, text))
+    match entity::timestamp::micros_ascii(&at) {
+        Some(text) => {
+            out.push(b'"');
+            out.extend_from_slice(&text);
+            out.push(b'"');
+            Ok(())
+        }
+        None => Timestamp(at).with_rfc3339(|text| plain_string(out, text)),
+    }
 }
 
 /// As serde_json writes an integer (with `itoa`), without `core::fmt`.
