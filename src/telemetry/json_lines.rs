@@ -257,15 +257,16 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::{Layer, layer::SubscriberExt};
 
     use super::*;
 
+    /// What a JSON log layer wrote (see [`Lines::subscriber`]).
     #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Lines(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Lines {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -277,21 +278,34 @@ mod tests {
         }
     }
 
+    impl Lines {
+        /// A subscriber writing JSON lines here.
+        pub(in crate::telemetry) fn subscriber(&self) -> impl Subscriber + Send + Sync + use<> {
+            let writer = self.clone();
+            let layer = tracing_subscriber::fmt::layer()
+                .event_format(JsonLines)
+                .fmt_fields(JsonMembers)
+                .with_writer(move || writer.clone())
+                .boxed();
+            tracing_subscriber::registry().with(layer)
+        }
+
+        /// The lines written so far, parsed.
+        pub(in crate::telemetry) fn parsed(&self) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default();
+            let text = String::from_utf8(bytes).unwrap_or_default();
+            text.lines()
+                .map(|line| {
+                    serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"))
+                })
+                .collect()
+        }
+    }
+
     fn logged(emit: impl FnOnce()) -> Vec<serde_json::Value> {
         let lines = Lines::default();
-        let writer = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .event_format(JsonLines)
-            .fmt_fields(JsonMembers)
-            .with_writer(move || writer.clone())
-            .boxed();
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, emit);
-        let text = String::from_utf8(lines.0.lock().map(|bytes| bytes.clone()).unwrap_or_default())
-            .unwrap_or_default();
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
-            .collect()
+        tracing::subscriber::with_default(lines.subscriber(), emit);
+        lines.parsed()
     }
 
     #[test]

@@ -113,34 +113,13 @@ impl CarriedRequest {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::layer::SubscriberExt;
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::json_lines::tests::Lines;
 
     /// The JSON lines `work` logs, with the request in a span or not.
     async fn logged(spanned: bool, work: impl Future<Output = ()>) -> Vec<serde_json::Value> {
         let lines = Lines::default();
-        let writer = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .event_format(super::super::json_lines::JsonLines)
-            .fmt_fields(super::super::json_lines::JsonMembers)
-            .with_writer(move || writer.clone());
-        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let _guard = tracing::subscriber::set_default(lines.subscriber());
         let fields = RequestFields::new(
             RequestId::from_client(Some(&"req-7".parse().unwrap())),
             Method::POST,
@@ -149,8 +128,7 @@ mod tests {
         let span = spanned.then(|| fields.new_span());
         fields.clone().run(span.as_ref(), work).await;
         tracing::info!("after the request");
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        lines.parsed()
     }
 
     #[tokio::test(flavor = "current_thread")]
