@@ -45,7 +45,7 @@ impl<L> LogsAndAcquireTimes<L> {
     pub(super) fn new(directives: &str, logs: L, acquire_times: PoolAcquireTimes) -> Self {
         Self {
             filter: EnvFilter::new(directives),
-            span_directives: directives.contains('['),
+            span_directives: super::has_span_directives(directives),
             logs,
             acquire_events: acquire_time_events(),
             acquire_times,

@@ -13,14 +13,14 @@ use std::fmt::{self, Write as _};
 
 use chrono::{SecondsFormat, Utc};
 
-use super::{log_writer::BatchedStderr, request_log::RequestFields};
+use super::request_log::RequestFields;
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
 };
 use tracing_subscriber::{
     field::RecordFields,
-    fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::Writer},
+    fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter, format::Writer},
     registry::LookupSpan,
 };
 
@@ -246,9 +246,10 @@ impl<W: fmt::Write> fmt::Write for Escaped<W> {
 }
 
 /// Builds the JSON log layer over `S`, writing to `writer`.
-pub(super) fn layer<S>(writer: BatchedStderr) -> impl tracing_subscriber::Layer<S>
+pub(super) fn layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt::layer()
         .event_format(JsonLines)
@@ -260,7 +261,7 @@ where
 pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::{Layer, layer::SubscriberExt};
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
 
@@ -282,12 +283,7 @@ pub(super) mod tests {
         /// A subscriber writing JSON lines here.
         pub(in crate::telemetry) fn subscriber(&self) -> impl Subscriber + Send + Sync + use<> {
             let writer = self.clone();
-            let layer = tracing_subscriber::fmt::layer()
-                .event_format(JsonLines)
-                .fmt_fields(JsonMembers)
-                .with_writer(move || writer.clone())
-                .boxed();
-            tracing_subscriber::registry().with(layer)
+            tracing_subscriber::registry().with(layer(move || writer.clone()))
         }
 
         /// The lines written so far, parsed.

@@ -100,7 +100,7 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
     let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
     // Only JSON lines can name a request without its span (`request_log`).
     request_log::set_spans(
-        provider.is_some() || format == LogFormat::Text || directives.contains('['),
+        provider.is_some() || format == LogFormat::Text || has_span_directives(&directives),
     );
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
@@ -127,6 +127,13 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
     };
     installed.map_err(|err| format!("cannot install logging: {err}"))?;
     Ok(Telemetry { provider, writer })
+}
+
+/// Whether `directives` (`RUST_LOG`'s syntax) filter by span (`[name]`):
+/// only then must the log filter see spans entered and left, and requests
+/// have spans to be filtered by.
+fn has_span_directives(directives: &str) -> bool {
+    directives.contains('[')
 }
 
 /// sqlx's per-acquire timing events (see [`PoolAcquireTimes`]).
