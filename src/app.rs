@@ -86,7 +86,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())
-        .with_cors(&config.cors_allowed_origins, dev);
+        .with_cors(&config.cors_allowed_origins, dev)
+        .with_metrics_access(metrics_access(&config, dev));
     if state.db.get_database_backend() == DbBackend::Postgres {
         let (url, feed) = (config.database_url.clone(), state.feed.clone());
         tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval));
@@ -99,14 +100,59 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         println!("Demo user {}; for curl and other clients:", demo::DEMO_USER);
         println!("export TOKEN={token}\n");
     }
+    let metrics_listener = match config.telemetry.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+        None => None,
+    };
     let limits = http::ServerLimits {
         max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         header_read_timeout: config.header_read_timeout,
         shutdown_timeout: config.shutdown_timeout,
         ..http::ServerLimits::default()
     };
-    http::serve_app(listener, state, limits, shutdown_signal()).await?;
+    let served = http::serve_app(listener, state, limits, shutdown_signal()).await;
+    if let Some(metrics_listener) = metrics_listener {
+        metrics_listener.abort();
+    }
+    served?;
     Ok(())
+}
+
+/// Who may read `/metrics` on the API's listener: anyone in dev mode; with
+/// METRICS_TOKEN, its bearers; otherwise nobody (Prometheus scrapes
+/// METRICS_ADDR instead, or nothing does).
+fn metrics_access(config: &Config, dev: bool) -> http::MetricsAccess {
+    match &config.telemetry.metrics_token {
+        _ if dev => http::MetricsAccess::Open,
+        Some(token) => http::MetricsAccess::Token(token.clone()),
+        None => {
+            if config.telemetry.metrics_addr.is_none() {
+                tracing::info!(
+                    "/metrics is off: set METRICS_ADDR (a listener of its own, e.g. 0.0.0.0:9100) \
+                     or METRICS_TOKEN (bearer token for /metrics on this port) to scrape it"
+                );
+            }
+            http::MetricsAccess::Hidden
+        }
+    }
+}
+
+/// Serves `/metrics` alone on `addr`, until the task is aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: http::AppState,
+) -> AppResult<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| format!("cannot listen on METRICS_ADDR {addr}: {err}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "metrics listening on http://{addr}/metrics");
+    Ok(tokio::spawn(async move {
+        let router = http::metrics_router(state);
+        if let Err(err) = http::serve(listener, router, std::future::pending()).await {
+            tracing::error!(error = %err, "the metrics listener failed");
+        }
+    }))
 }
 
 /// The keys configuration names (a JWKS starts loading); `None` in dev mode.

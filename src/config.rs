@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-pub use self::telemetry::{LogFormat, Sampler, TelemetryConfig};
+pub use self::telemetry::{LogFormat, MetricsToken, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
 /// deployql: the deployment-status GraphQL API.
@@ -145,6 +145,14 @@ pub struct Config {
     /// How long a new WebSocket may take to send `connection_init`.
     #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
     pub ws_init_timeout: Duration,
+    /// How often the server pings each open WebSocket (a ping frame, which
+    /// browsers and WebSocket libraries answer by themselves).
+    #[arg(long, env, global = true, default_value = "15s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+    /// How long after a ping a socket may stay silent before it is closed
+    /// (1001) and its subscriptions are released: a client that vanished.
+    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub ws_pong_timeout: Duration,
     /// A subscription sends at most one message per interval; a burst of
     /// changes within it is coalesced (the last state always arrives).
     #[arg(long, env, global = true, default_value = "100ms", value_parser = parse_duration)]
@@ -201,6 +209,10 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// How long a new WebSocket may take to send `connection_init`.
     pub ws_init_timeout: Duration,
+    /// How often each WebSocket is pinged.
+    pub ws_ping_interval: Duration,
+    /// How long a pinged WebSocket may stay silent before it is closed.
+    pub ws_pong_timeout: Duration,
     /// Shortest interval between two messages of one subscription.
     pub coalesce_interval: Duration,
     /// Subscriptions of one user on this instance.
@@ -255,6 +267,8 @@ impl Default for Limits {
             in_flight_per_user: in_flight / 4,
             queue_timeout: Duration::from_secs(2),
             ws_init_timeout: Duration::from_secs(10),
+            ws_ping_interval: Duration::from_secs(15),
+            ws_pong_timeout: Duration::from_secs(10),
             coalesce_interval: Duration::from_millis(100),
             subscriptions_per_user: 1_000,
             subscriptions: 20_000,
@@ -335,6 +349,8 @@ impl Config {
             in_flight_per_user: self.per_user_slots(),
             queue_timeout: self.queue_timeout,
             ws_init_timeout: self.ws_init_timeout,
+            ws_ping_interval: self.ws_ping_interval,
+            ws_pong_timeout: self.ws_pong_timeout,
             coalesce_interval: self.live_coalesce_interval,
             subscriptions_per_user: self.max_subscriptions_per_user,
             subscriptions: self.max_subscriptions,

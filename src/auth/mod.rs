@@ -250,7 +250,7 @@ fn seconds(value: &Value) -> Option<u64> {
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The token of a `Bearer <token>` value (scheme in any case, per RFC 7235).
-fn bearer_token(value: &str) -> Result<&str, ApiError> {
+pub fn bearer_token(value: &str) -> Result<&str, ApiError> {
     if value.len() > MAX_TOKEN_BYTES {
         let message = format!("the bearer token is longer than {MAX_TOKEN_BYTES} bytes");
         return Err(refused(TokenRefusal::Malformed, &message));

@@ -2,6 +2,8 @@
 //! The OpenTelemetry variables keep their standard names, so an operator's
 //! existing deployment manifests apply as they are.
 
+use std::{fmt, net::SocketAddr};
+
 use clap::ValueEnum;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,6 +38,53 @@ pub struct TelemetryConfig {
     #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", global = true, default_value_t = 1.0,
           value_parser = parse_ratio)]
     pub otel_traces_sampler_arg: f64,
+    /// Outside dev mode, `/metrics` on the API's listener answers only
+    /// requests with `Authorization: Bearer <METRICS_TOKEN>` (at least 16
+    /// bytes). Unset, and without METRICS_ADDR: no `/metrics` there (404).
+    #[arg(long, env = "METRICS_TOKEN", global = true, value_parser = MetricsToken::parse,
+          hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+    /// A listener of its own serving only `/metrics`, without a token, for a
+    /// Prometheus inside the cluster (e.g. `0.0.0.0:9100`).
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The bearer token `/metrics` asks for on the API's listener; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    pub const MIN_BYTES: usize = 16;
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.len() < Self::MIN_BYTES || value.contains(char::is_whitespace) {
+            return Err(format!(
+                "METRICS_TOKEN must be at least {} bytes without spaces; generate one with \
+                 `openssl rand -hex 32`",
+                Self::MIN_BYTES
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Whether `candidate` is this token, in time that does not depend on
+    /// where the two first differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let differing = expected
+            .iter()
+            .zip(candidate)
+            .fold(expected.len() ^ candidate.len(), |acc, (a, b)| acc | usize::from(a ^ b));
+        differing == 0
+    }
+}
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
 }
 
 impl TelemetryConfig {
@@ -125,6 +174,18 @@ mod tests {
         assert!(parse(&["--otlp-endpoint", "collector:4318"]).is_err());
         assert!(parse(&["--otel-traces-sampler-arg", "1.5"]).is_err());
         assert!(parse(&["--otel-traces-sampler", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn a_metrics_token_is_long_enough_and_matched_whole() -> Result<(), String> {
+        assert!(parse(&["--metrics-token", "short"]).is_err());
+        let token = MetricsToken::parse("0123456789abcdef0123")?;
+        assert!(token.matches(b"0123456789abcdef0123"));
+        assert!(!token.matches(b"0123456789abcdef012"));
+        assert!(!token.matches(b"0123456789abcdef01234"));
+        assert!(!token.matches(b"0123456789abcdef0124"));
+        assert_eq!(format!("{token:?}"), "MetricsToken([redacted])");
+        Ok(())
     }
 
     #[test]

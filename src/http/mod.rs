@@ -25,7 +25,7 @@ use std::{
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::get,
@@ -36,7 +36,7 @@ use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 
 use crate::{
     auth::{JwtKeys, Session},
-    config::Limits,
+    config::{Limits, MetricsToken},
     graphql::{AppSchema, Documents, SessionExecutor, build_schema, build_schema_with, documents},
     live::ChangeFeed,
     telemetry::{Metrics, RequestId},
@@ -70,6 +70,19 @@ pub struct SharedState {
     readiness: DatabaseConnection,
     database: Arc<DatabaseHealth>,
     pub feed: ChangeFeed,
+    metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics` on the API's listener. It names every operation
+/// the frontends use and the traffic of each: not for the public internet.
+#[derive(Debug, Clone)]
+pub enum MetricsAccess {
+    /// Anyone who reaches the port (dev mode; the separate metrics listener).
+    Open,
+    /// Requests with `Authorization: Bearer <token>`.
+    Token(MetricsToken),
+    /// Nobody: 404, as if there were no such route.
+    Hidden,
 }
 
 impl AppState {
@@ -105,7 +118,15 @@ impl AppState {
             going_away: GoingAway::default(),
             operation_timeout: None,
             database: Arc::default(),
+            metrics_access: MetricsAccess::Open,
         }))
+    }
+
+    /// Sets who may read `/metrics` on the API's listener (anyone unless set).
+    #[must_use]
+    pub fn with_metrics_access(mut self, access: MetricsAccess) -> Self {
+        Arc::make_mut(&mut self.0).metrics_access = access;
+        self
     }
 
     /// Bounds each operation by `timeouts` (a connection, then a statement),
@@ -225,9 +246,15 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql/ws", get(ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(guarded_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
+}
+
+/// `/metrics` alone, open to whoever reaches it: for METRICS_ADDR, a
+/// listener of its own that only the cluster's Prometheus can reach.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 /// Serves `router` on `listener` with the default connection limits until
@@ -276,6 +303,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/metrics` on the API's listener, to those [`MetricsAccess`] lets in.
+async fn guarded_metrics(state: State<AppState>, headers: HeaderMap) -> Response {
+    match &state.metrics_access {
+        MetricsAccess::Open => metrics(state).await,
+        MetricsAccess::Hidden => StatusCode::NOT_FOUND.into_response(),
+        MetricsAccess::Token(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| crate::auth::bearer_token(value).ok());
+            if presented.is_some_and(|presented| token.matches(presented.as_bytes())) {
+                metrics(state).await
+            } else {
+                let challenge = [(header::WWW_AUTHENTICATE, r#"Bearer realm="metrics""#)];
+                (
+                    StatusCode::UNAUTHORIZED,
+                    challenge,
+                    "/metrics needs METRICS_TOKEN as a bearer token",
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
 /// Every metric in the Prometheus text format; gauges are read now.
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(|| {
@@ -283,6 +335,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         counter!("deployql_database_unavailable_total")
             .absolute(state.database.failures.load(Ordering::Relaxed));
         gauge!("deployql_requests_waiting").set(state.slots.waiting() as f64);
+        gauge!("deployql_requests_in_flight").set(state.slots.running() as f64);
         if let Some((in_use, idle, max)) = pool_connections(&state.db) {
             gauge!("deployql_db_pool_connections", "state" => "in_use").set(in_use);
             gauge!("deployql_db_pool_connections", "state" => "idle").set(idle);

@@ -32,6 +32,7 @@ pub(super) enum Refusal {
 #[derive(Debug)]
 pub(super) struct Slots {
     global: Arc<Semaphore>,
+    max_in_flight: usize,
     users: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     per_user: usize,
     queue_timeout: Duration,
@@ -59,6 +60,7 @@ impl Slots {
     ) -> Self {
         Self {
             global: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
             users: Mutex::default(),
             per_user: per_user.clamp(1, max_in_flight.max(1)),
             queue_timeout,
@@ -70,6 +72,11 @@ impl Slots {
     /// Requests waiting for a slot now.
     pub(super) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Slots taken now (requests and socket operations running).
+    pub(super) fn running(&self) -> usize {
+        self.max_in_flight.saturating_sub(self.global.available_permits())
     }
 
     pub(super) async fn acquire(&self, user: Uuid) -> Result<Slot<'_>, Refusal> {

@@ -23,12 +23,17 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt, stream, stream::BoxStream};
 use serde_json::Value;
 
+mod keepalive;
 mod protocol;
 
-use self::protocol::{Operations, Screened};
+use self::{
+    keepalive::{Due, Keepalive},
+    protocol::{Operations, Screened},
+};
 use super::{
     AppState,
     slots::{Refusal, Slots},
@@ -74,17 +79,18 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     let init =
         match tokio::time::timeout(state.limits.ws_init_timeout, first_text(&mut incoming)).await {
             Ok(Some(init)) => init,
-            Ok(None) => return,
+            Ok(None) => return answer_close(&mut sink).await,
             Err(_) => {
                 state.metrics.refused(Counted::WebSocketInitTimeout);
-                return close(&mut sink, 4408, "Connection initialisation timeout").await;
+                return close(&mut sink, &mut incoming, 4408, "Connection initialisation timeout")
+                    .await;
             }
         };
     let session = match authenticate(&state.keys, &init).await {
         Ok(session) => session,
         Err((code, reason)) => {
             state.metrics.refused(Counted::Unauthenticated);
-            return close(&mut sink, code, reason).await;
+            return close(&mut sink, &mut incoming, code, reason).await;
         }
     };
     // async-graphql reads the frames this loop lets through, starting with
@@ -101,27 +107,26 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     };
     let mut messages = GraphQLSocket::new(executor, screened, protocol);
     let mut operations = Operations::default();
+    let mut keepalive = Keepalive::new(state.limits.ws_ping_interval, state.limits.ws_pong_timeout);
     let expiry = tokio::time::sleep(until(session.expires_at));
     let shutdown = going_away.announced();
     tokio::pin!(expiry, shutdown);
     loop {
         tokio::select! {
             frame = incoming.next() => {
+                keepalive.heard();
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
                     Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Err(err)) if is_too_big(&err) => {
                         state.metrics.refused(Counted::BodyTooLarge);
-                        close(&mut sink, 1009, "Message too big").await;
-                        // The rest of the frame is still arriving, unread:
-                        // closing now would answer it with a reset, which
-                        // can overtake the close frame. The client gets a
-                        // moment to finish sending and read the close first.
-                        tokio::time::sleep(TOO_BIG_LINGER).await;
-                        return;
+                        return close(&mut sink, &mut incoming, 1009, "Message too big").await;
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    // The client's close: its answer is on its way out, and
+                    // the operations stop when this returns.
+                    Some(Ok(Message::Close(_))) => return answer_close(&mut sink).await,
+                    Some(Err(_)) | None => return,
                 };
                 match operations.screen(&text, protocol) {
                     Screened::Forward => {
@@ -129,11 +134,13 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     }
                     Screened::Refuse(message) => {
                         state.metrics.refused(Counted::TooManyOperations);
-                        if sink.send(Message::Text(message.into())).await.is_err() {
+                        if !keepalive.send(&mut sink, Message::Text(message.into())).await {
                             return;
                         }
                     }
-                    Screened::Close(code, reason) => return close(&mut sink, code, &reason).await,
+                    Screened::Close(code, reason) => {
+                        return close(&mut sink, &mut incoming, code, &reason).await;
+                    }
                 }
             }
             message = messages.next() => {
@@ -143,16 +150,29 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                         Message::Text(text.into())
                     }
                     Some(WsMessage::Close(code, reason)) => {
-                        Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                        return close(&mut sink, &mut incoming, code, &reason).await;
                     }
-                    None => return,
+                    None => return close(&mut sink, &mut incoming, 1000, "").await,
                 };
-                if sink.send(frame).await.is_err() {
+                if !keepalive.send(&mut sink, frame).await {
                     return;
                 }
             }
-            () = &mut expiry => return close(&mut sink, 4403, "Forbidden: token expired").await,
-            () = &mut shutdown => return close(&mut sink, 1001, "Going away").await,
+            due = keepalive.due() => match due {
+                Due::Ping => {
+                    if !keepalive.send(&mut sink, Message::Ping(Bytes::new())).await {
+                        return;
+                    }
+                }
+                Due::Silent => {
+                    let reason = "Going away: no answer to ping";
+                    return close(&mut sink, &mut incoming, 1001, reason).await;
+                }
+            },
+            () = &mut expiry => {
+                return close(&mut sink, &mut incoming, 4403, "Forbidden: token expired").await;
+            }
+            () = &mut shutdown => return close(&mut sink, &mut incoming, 1001, "Going away").await,
         }
     }
 }
@@ -205,10 +225,6 @@ fn refusal_response(refusal: Refusal) -> async_graphql::Response {
     error.extensions.get_or_insert_with(Default::default).set("code", code);
     async_graphql::Response::from_errors(vec![error])
 }
-
-/// How long a socket refused for a frame over the size limit stays open
-/// after its close frame (see where it is used).
-const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
 
 /// Whether a read failed because the frame passed the size limit.
 fn is_too_big(err: &axum::Error) -> bool {
@@ -268,7 +284,42 @@ async fn authenticate(keys: &JwtKeys, init: &str) -> Result<Session, (u16, &'sta
     })
 }
 
-async fn close(sink: &mut (impl Sink<Message> + Unpin), code: u16, reason: &str) {
+/// Closes the socket from this side: the close frame, then a moment for the
+/// client's answering close (RFC 6455, 5.5.1) before the connection drops.
+/// After a frame over the size limit, its unread rest is still arriving:
+/// dropping the connection at once would answer it with a reset, which can
+/// overtake the close frame, so the moment is waited out whatever comes.
+async fn close(
+    sink: &mut (impl Sink<Message> + Unpin),
+    incoming: &mut (impl Stream<Item = Result<Message, axum::Error>> + Unpin),
+    code: u16,
+    reason: &str,
+) {
+    tracing::debug!(code, reason, "closing the WebSocket");
+    let deadline = tokio::time::Instant::now() + CLOSE_HANDSHAKE;
     let frame = CloseFrame { code, reason: reason.into() };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    if !matches!(
+        tokio::time::timeout_at(deadline, sink.send(Message::Close(Some(frame)))).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, incoming.next()).await {
+            // Frames sent before the client saw ours, then its close.
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) => return tokio::time::sleep_until(deadline).await,
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
+
+/// Sends the close frame that answers the client's (queued by the
+/// WebSocket layer when the client's arrived, echoing its code).
+async fn answer_close(sink: &mut (impl Sink<Message> + Unpin)) {
+    tracing::debug!("the client closed the WebSocket");
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, sink.flush()).await;
+}
+
+/// Longest a close handshake is waited for, either way.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);

@@ -1,18 +1,25 @@
-//! Where log lines go: stderr, in batches. A status lookup logs two lines,
-//! and writing each with a syscall of its own cost more than formatting it.
-//! So `INFO` and below are gathered and written together when
-//! [`BATCH_BYTES`] have gathered or every [`BATCH_INTERVAL`], whichever
-//! comes first; a `WARN` or `ERROR` line is written at once, after the
-//! lines gathered before it, so an operator never waits for a problem and
-//! lines stay in order. Whatever is gathered is written when the writer is
-//! flushed at exit (see [`super::Telemetry`]).
+//! Where log lines go: stderr, in batches, written by a thread of their own
+//! so that serving never waits for logging. A status lookup logs two
+//! lines, and writing each with a syscall of its own cost more than
+//! formatting it; and a log reader that stops reading (a hung log shipper)
+//! must not stop the server with it.
+//!
+//! So a line is appended to a bounded buffer, in order, whatever its level.
+//! The writer thread writes what gathered every [`BATCH_INTERVAL`], at once
+//! when [`BATCH_BYTES`] have gathered or a `WARN` or `ERROR` line arrives,
+//! and alone waits on the output. While the output is stalled and the
+//! buffer is full, lines are dropped and counted
+//! (`deployql_log_lines_dropped_total`); once output flows again, one line
+//! says how many were lost. At exit, what gathered is written (see
+//! [`super::Telemetry`]), waiting at most [`EXIT_FLUSH_TIMEOUT`].
 
 use std::{
     io::{self, Write},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
     time::Duration,
 };
 
+use metrics::Counter;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -20,17 +27,41 @@ use tracing_subscriber::fmt::MakeWriter;
 const BATCH_BYTES: usize = 32 * 1024;
 /// ...or this long after the last write, whichever comes first.
 const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Lines held while the output does not take them (several seconds of a
+/// busy server's lines); past this, new lines are dropped.
+const BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// Longest the process waits at exit for its last lines to be written.
+const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Stderr, batched (see the module's docs). Clones share the batch.
+/// Says that `n` lines were dropped (in the log's own format).
+type DropReport = Box<dyn Fn(u64) + Send + Sync>;
+
+/// The log's output (see the module's docs). Clones share the buffer.
 #[derive(Clone)]
 pub(super) struct BatchedStderr {
-    gathered: Arc<Mutex<Gathered>>,
+    shared: Arc<Shared>,
 }
 
-/// The lines gathered, and where they go.
-struct Gathered {
+struct Shared {
+    buffer: Mutex<Buffer>,
+    /// Wakes the writer thread: a batch is due.
+    due: Condvar,
+    /// Wakes those waiting for a flush: a batch was written.
+    written: Condvar,
+    dropped: Counter,
+}
+
+/// The lines gathered and the writer's progress.
+#[derive(Default)]
+struct Buffer {
     lines: Vec<u8>,
-    sink: Box<dyn Write + Send>,
+    /// A `WARN` or worse, or a flush, is waiting: write now.
+    urgent: bool,
+    /// Lines dropped since the last report.
+    dropped: u64,
+    /// Flushes asked for, and those the writer has completed.
+    flushes_asked: u64,
+    flushes_done: u64,
 }
 
 impl std::fmt::Debug for BatchedStderr {
@@ -40,58 +71,90 @@ impl std::fmt::Debug for BatchedStderr {
 }
 
 impl BatchedStderr {
-    /// The writer, and a thread that writes what gathered every
-    /// [`BATCH_INTERVAL`] for as long as the writer lives.
-    pub(super) fn start() -> Self {
-        let writer = Self::to(Box::new(io::stderr()));
-        writer.write_every(BATCH_INTERVAL);
-        writer
-    }
-
-    fn to(sink: Box<dyn Write + Send>) -> Self {
-        let gathered = Gathered { lines: Vec::new(), sink };
-        Self { gathered: Arc::new(Mutex::new(gathered)) }
-    }
-
-    /// Starts the thread that writes what gathered every `interval`.
-    fn write_every(&self, interval: Duration) {
-        let gathered = Arc::downgrade(&self.gathered);
-        let started = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(gathered) = gathered.upgrade() else { break };
-                BatchedStderr { gathered }.flush_quietly();
-            }
+    /// The writer to stderr, its thread started; dropped lines are counted
+    /// in `dropped` and reported as a `WARN` line.
+    pub(super) fn start(dropped: Counter) -> io::Result<Self> {
+        let report: DropReport = Box::new(|lines| {
+            tracing::warn!(
+                dropped_lines = lines,
+                "log lines dropped: the log output was not taking them (see \
+                 deployql_log_lines_dropped_total)"
+            );
         });
-        if let Err(err) = started {
-            // Lines still go out: each WARN or worse, and every full batch.
-            eprintln!("cannot start the log writer's thread: {err}");
+        Self::to(Box::new(io::stderr()), dropped, report)
+    }
+
+    fn to(sink: Box<dyn Write + Send>, dropped: Counter, report: DropReport) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            buffer: Mutex::default(),
+            due: Condvar::new(),
+            written: Condvar::new(),
+            dropped,
+        });
+        let writer = Self { shared };
+        let thread = writer.clone();
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || thread.write_until_alone(sink, &report))?;
+        Ok(writer)
+    }
+
+    /// The writer thread's loop: waits for a batch to be due, takes it, and
+    /// writes it outside the lock. Ends once no other handle is left.
+    fn write_until_alone(&self, mut sink: Box<dyn Write + Send>, report: &DropReport) {
+        let mut spare = Vec::new();
+        loop {
+            let mut buffer = self.lock();
+            if !buffer.urgent && buffer.lines.len() < BATCH_BYTES {
+                buffer = self
+                    .shared
+                    .due
+                    .wait_timeout(buffer, BATCH_INTERVAL)
+                    .map_or_else(|poisoned| poisoned.into_inner().0, |(buffer, _)| buffer);
+            }
+            buffer.urgent = false;
+            std::mem::swap(&mut buffer.lines, &mut spare);
+            let flushes = buffer.flushes_asked;
+            let dropped = std::mem::take(&mut buffer.dropped);
+            drop(buffer);
+            let written = sink.write_all(&spare).and_then(|()| sink.flush());
+            spare.clear();
+            if spare.capacity() > 4 * BATCH_BYTES {
+                spare.shrink_to(BATCH_BYTES);
+            }
+            if dropped > 0 {
+                if written.is_ok() {
+                    report(dropped);
+                } else {
+                    self.lock().dropped += dropped;
+                }
+            }
+            let mut buffer = self.lock();
+            buffer.flushes_done = flushes;
+            self.shared.written.notify_all();
+            if Arc::strong_count(&self.shared) == 1 && buffer.lines.is_empty() {
+                return;
+            }
         }
     }
 
-    /// Writes what has gathered.
+    /// Has what gathered so far written, waiting at most
+    /// [`EXIT_FLUSH_TIMEOUT`] (the output may be stalled).
     pub(super) fn flush_quietly(&self) {
-        let _ = self.lock().write_out();
+        let mut buffer = self.lock();
+        buffer.flushes_asked += 1;
+        buffer.urgent = true;
+        let asked = buffer.flushes_asked;
+        self.shared.due.notify_one();
+        let _ = self
+            .shared
+            .written
+            .wait_timeout_while(buffer, EXIT_FLUSH_TIMEOUT, |buffer| buffer.flushes_done < asked);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Gathered> {
+    fn lock(&self) -> MutexGuard<'_, Buffer> {
         // A panic while a line was appended leaves, at worst, half a line.
-        self.gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Gathered {
-    /// Writes the lines gathered to the sink, and forgets them.
-    fn write_out(&mut self) -> io::Result<()> {
-        if self.lines.is_empty() {
-            return Ok(());
-        }
-        let written = self.sink.write_all(&self.lines).and_then(|()| self.sink.flush());
-        self.lines.clear();
-        if self.lines.capacity() > 4 * BATCH_BYTES {
-            self.lines.shrink_to(BATCH_BYTES);
-        }
-        written
+        self.shared.buffer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -107,7 +170,7 @@ impl<'a> MakeWriter<'a> for BatchedStderr {
     }
 }
 
-/// One line's writer.
+/// One line's writer (the formatting layers write a line in one call).
 #[derive(Debug)]
 pub(super) struct Line<'a> {
     writer: &'a BatchedStderr,
@@ -116,10 +179,19 @@ pub(super) struct Line<'a> {
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut gathered = self.writer.lock();
-        gathered.lines.extend_from_slice(bytes);
-        if self.urgent || gathered.lines.len() >= BATCH_BYTES {
-            gathered.write_out()?;
+        let mut buffer = self.writer.lock();
+        if buffer.lines.len() + bytes.len() > BUFFER_BYTES {
+            buffer.dropped += 1;
+            drop(buffer);
+            self.writer.shared.dropped.increment(1);
+            return Ok(bytes.len());
+        }
+        let was_due = buffer.urgent || buffer.lines.len() >= BATCH_BYTES;
+        buffer.lines.extend_from_slice(bytes);
+        buffer.urgent |= self.urgent;
+        // One wake-up per batch, not per line: a wake-up is a syscall.
+        if !was_due && (buffer.urgent || buffer.lines.len() >= BATCH_BYTES) {
+            self.writer.shared.due.notify_one();
         }
         Ok(bytes.len())
     }
@@ -131,15 +203,23 @@ impl Write for Line<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
     use super::*;
 
-    /// A sink the test reads back.
+    /// A sink the test reads back, which blocks while `stalled`.
     #[derive(Clone, Default)]
-    struct Written(Arc<Mutex<Vec<u8>>>);
+    struct Written {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        stalled: Arc<(Mutex<bool>, Condvar)>,
+    }
 
     impl Write for Written {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            let (stalled, resumed) = &*self.stalled;
+            let stalled = stalled.lock().map_err(|_| io::Error::other("poisoned"))?;
+            drop(resumed.wait_while(stalled, |stalled| *stalled));
+            self.bytes.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(bytes);
             Ok(bytes.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -149,9 +229,40 @@ mod tests {
 
     impl Written {
         fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default())
-                .into_owned()
+            String::from_utf8_lossy(
+                &self.bytes.lock().map(|bytes| bytes.clone()).unwrap_or_default(),
+            )
+            .into_owned()
         }
+
+        fn stall(&self, stalled: bool) {
+            let (flag, resumed) = &*self.stalled;
+            *flag.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stalled;
+            resumed.notify_all();
+        }
+
+        /// Waits (patiently, for a loaded machine) until `done` holds of the text.
+        fn wait_for(&self, done: impl Fn(&str) -> bool) -> String {
+            for _ in 0..200 {
+                let text = self.text();
+                if done(&text) {
+                    return text;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            self.text()
+        }
+    }
+
+    fn writer(written: &Written) -> (BatchedStderr, mpsc::Receiver<u64>) {
+        let (reports, reported) = mpsc::channel();
+        let reports = Mutex::new(reports);
+        let report: DropReport = Box::new(move |lines| {
+            let _ = reports.lock().map(|reports| reports.send(lines));
+        });
+        let writer = BatchedStderr::to(Box::new(written.clone()), Counter::noop(), report)
+            .expect("thread started");
+        (writer, reported)
     }
 
     fn line(writer: &BatchedStderr, urgent: bool, text: &str) {
@@ -160,37 +271,42 @@ mod tests {
     }
 
     #[test]
-    fn info_lines_wait_for_the_batch_and_a_warning_takes_them_along_in_order() {
+    fn lines_are_written_in_order_and_a_warning_does_not_wait_for_the_interval() {
         let written = Written::default();
-        // No thread writing on an interval: only the lines decide.
-        let writer = BatchedStderr::to(Box::new(written.clone()));
+        let (writer, _) = writer(&written);
         line(&writer, false, "one\n");
         line(&writer, false, "two\n");
-        assert_eq!(written.text(), "", "written before the batch was due");
         line(&writer, true, "warning\n");
-        assert_eq!(written.text(), "one\ntwo\nwarning\n");
         line(&writer, false, "three\n");
+        assert_eq!(
+            written.wait_for(|text| text.contains("warning")).split_once("warning").map(|(a, _)| a),
+            Some("one\ntwo\n")
+        );
         writer.flush_quietly();
         assert_eq!(written.text(), "one\ntwo\nwarning\nthree\n");
     }
 
     #[test]
-    fn gathered_lines_are_written_within_the_interval_or_once_the_batch_is_full() {
+    fn a_stalled_output_drops_and_counts_lines_instead_of_blocking() {
         let written = Written::default();
-        let writer = BatchedStderr::to(Box::new(written.clone()));
-        writer.write_every(BATCH_INTERVAL);
-        line(&writer, false, "late\n");
-        // Written by the thread alone: nothing else writes here. Patient
-        // with a loaded machine, but not forever.
-        for _ in 0..50 {
-            if !written.text().is_empty() {
-                break;
-            }
-            std::thread::sleep(BATCH_INTERVAL);
+        let (writer, reported) = writer(&written);
+        written.stall(true);
+        // The writer thread takes the first line and blocks on the output.
+        line(&writer, true, "before\n");
+        let long = format!("{}\n", "x".repeat(1023));
+        let lines = 2 * BUFFER_BYTES / long.len();
+        let started = std::time::Instant::now();
+        for _ in 0..lines {
+            line(&writer, false, &long);
         }
-        assert_eq!(written.text(), "late\n", "not written by the interval's thread");
-        let long = "x".repeat(BATCH_BYTES);
-        line(&writer, false, &long);
-        assert_eq!(written.text().len(), "late\n".len() + long.len(), "a full batch waited");
+        assert!(started.elapsed() < Duration::from_secs(5), "appending waited on the output");
+        written.stall(false);
+        let dropped = reported.recv_timeout(Duration::from_secs(10)).expect("a report of drops");
+        writer.flush_quietly();
+        let kept = written.text().matches(&long).count();
+        assert!(dropped > 0 && kept > 0, "kept {kept}, dropped {dropped}");
+        // "before" may have been taken before the stall began, or after.
+        assert_eq!(kept as u64 + dropped, lines as u64);
+        assert!(written.text().starts_with("before\n"));
     }
 }

@@ -22,6 +22,11 @@ use metrics_exporter_prometheus::{
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// How often histogram samples are folded into their buckets. The exporter
+/// keeps each sample until then (or until a scrape renders it), so without
+/// this an instance nobody scrapes grows with every request it serves.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Distinct operation names kept as labels; later ones count as `other`.
 pub const MAX_OPERATION_NAMES: usize = 1_000;
 
@@ -202,8 +207,26 @@ impl Metrics {
             // Present from the start, so a scrape before the first
             // statement reads 0 rather than nothing.
             counter!("deployql_sql_statements_total", "entry_point" => "other").absolute(0);
+            counter!("deployql_log_lines_dropped_total").absolute(0);
         });
+        metrics.keep_up_every(UPKEEP_INTERVAL);
         metrics
+    }
+
+    /// Starts a thread that folds histogram samples into their buckets
+    /// every `interval`, for as long as these metrics live.
+    fn keep_up_every(&self, interval: Duration) {
+        let inner = Arc::downgrade(&self.inner);
+        let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(inner) = inner.upgrade() else { break };
+                inner.handle.run_upkeep();
+            }
+        });
+        if let Err(err) = started {
+            tracing::error!(error = %err, "cannot start the metrics' upkeep: memory grows until /metrics is scraped");
+        }
     }
 
     /// Runs `record` with this app's recorder behind the `metrics` macros.
@@ -277,6 +300,16 @@ impl Metrics {
     /// Counts a subscription message sent.
     pub fn live_message_sent(&self) {
         self.with(|| counter!("deployql_live_messages_total").increment(1));
+    }
+
+    /// The count of log lines dropped while the log output was stalled.
+    pub(super) fn log_lines_dropped(&self) -> Counter {
+        self.with(|| counter!("deployql_log_lines_dropped_total"))
+    }
+
+    /// The count of span batches the trace collector did not take.
+    pub(super) fn trace_export_failures(&self) -> Counter {
+        self.with(|| counter!("deployql_trace_export_failures_total"))
     }
 
     /// Counts an open WebSocket until the returned guard drops.
@@ -374,6 +407,10 @@ fn describe() {
         "Operations failed as SERVICE_UNAVAILABLE."
     );
     describe_gauge!("deployql_websocket_connections", "WebSocket connections open.");
+    describe_gauge!(
+        "deployql_requests_in_flight",
+        "GraphQL requests and socket operations running now (each holds a MAX_IN_FLIGHT slot)."
+    );
     describe_gauge!("deployql_live_subscriptions", "Subscriptions open on this instance.");
     describe_gauge!(
         "deployql_live_groups",
@@ -402,6 +439,15 @@ fn describe() {
     describe_counter!(
         "deployql_jwks_fetch_failures_total",
         "JWKS fetches that failed (the last good keys stay in use)."
+    );
+    describe_counter!(
+        "deployql_log_lines_dropped_total",
+        "Log lines dropped because the log output (stderr) did not take them: serving never \
+         waits for logging."
+    );
+    describe_counter!(
+        "deployql_trace_export_failures_total",
+        "Span batches the OTLP collector did not take (unreachable, refusing or too slow)."
     );
     describe_gauge!("deployql_build_info", "The running build: version and git commit.");
 }

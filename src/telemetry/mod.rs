@@ -95,9 +95,13 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         .filter(|text| EnvFilter::try_new(text).is_ok())
         .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned());
 
-    let writer = BatchedStderr::start();
+    let writer = BatchedStderr::start(metrics.log_lines_dropped())
+        .map_err(|err| format!("cannot start the log writer's thread: {err}"))?;
     let format = config.log_format(dev);
-    let provider = config.traces_url().map(|url| traces::provider(config, &url)).transpose()?;
+    let provider = config
+        .traces_url()
+        .map(|url| traces::provider(config, &url, metrics.trace_export_failures()))
+        .transpose()?;
     // Only JSON lines can name a request without its span (`request_log`).
     request_log::set_spans(
         provider.is_some() || format == LogFormat::Text || has_span_directives(&directives),

@@ -109,4 +109,24 @@ async fn graphql_ws_client_runs_every_operation_kind(app: &TestApp) {
     drive("ws-operations.mjs", server, token).await;
 }
 
-backend_tests!(graphql_ws_client_runs_every_operation_kind);
+async fn a_lazy_graphql_ws_client_runs_operations_one_after_another(app: &TestApp) {
+    let (server, token) = server(app).await;
+    let report = drive("ws-lazy.mjs", server, token).await;
+    assert!(report.contains("ok    round 3"), "{report}");
+}
+
+backend_tests!(
+    graphql_ws_client_runs_every_operation_kind,
+    a_lazy_graphql_ws_client_runs_operations_one_after_another,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graphql_ws_client_answers_pings_and_stays_connected_for_a_minute() {
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    app.insert(user, NewDeployment::default()).await;
+    let env = [("WS_PING_INTERVAL", "1s"), ("WS_PONG_TIMEOUT", "1s")];
+    let server = ServerProcess::start_with(&app.database_url(), &env).await;
+    let report = drive("ws-keepalive.mjs", server, app.token(user)).await;
+    assert!(report.contains("connected for 60 s"), "{report}");
+}

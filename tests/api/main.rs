@@ -60,4 +60,5 @@ mod schema;
 mod seed;
 mod statements;
 mod ws_client;
+mod ws_close;
 mod ws_operations;

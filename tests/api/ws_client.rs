@@ -7,7 +7,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+    tungstenite::{
+        Message,
+        client::IntoClientRequest,
+        http::HeaderValue,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
 };
 
 pub const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -49,8 +54,10 @@ impl WsClient {
 
     /// The next message, the close, or `Silence` after `within`.
     pub async fn recv(&mut self, within: Duration) -> Event {
+        // One deadline for all: pings and keep-alives do not extend it.
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout(within, self.socket.next()).await {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Err(_) => return Event::Silence,
                 Ok(None) | Ok(Some(Err(_))) => return Event::Closed(None),
                 Ok(Some(Ok(Message::Text(text)))) => {
@@ -70,6 +77,32 @@ impl WsClient {
                 Ok(Some(Ok(_))) => {}
             }
         }
+    }
+
+    /// Closes with `code` and `reason`, and returns the code of the
+    /// server's answering close frame (`None`: the connection dropped
+    /// without one). Messages the server sent before it saw the close are
+    /// skipped; the connection must end within `within`.
+    pub async fn close(&mut self, code: u16, reason: &str, within: Duration) -> Option<u16> {
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        self.socket.close(Some(frame)).await.expect("close frame sent");
+        let answered = async {
+            let mut answer = None;
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Close(frame))) => answer = frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return answer,
+                }
+            }
+        };
+        tokio::time::timeout(within, answered).await.expect("the connection ended")
+    }
+
+    /// Answers the server's close frame, once it has come, as the server's
+    /// own closes expect.
+    pub async fn answer_close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.next()).await;
     }
 
     /// Sends `connection_init` with `payload` and returns what came back.

@@ -4,6 +4,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use super::SECRET;
 
+/// The bearer token `/metrics` asks for on a test server's API port.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
 /// A child process killed when dropped, pass or fail.
 #[derive(Debug)]
 pub struct KillOnDrop(pub std::process::Child);
@@ -87,6 +90,7 @@ impl ServerProcess {
             .env("DATABASE_URL", database_url)
             .env("LISTEN_ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
+            .env("METRICS_TOKEN", METRICS_TOKEN)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
@@ -172,7 +176,14 @@ impl ServerProcess {
     /// Every sample of `/metrics`, parsed as Prometheus parses it.
     pub async fn scrape(&self) -> Vec<prometheus_parse::Sample> {
         let url = format!("http://{}/metrics", self.addr);
-        let text = reqwest::get(url).await.expect("metrics").text().await.expect("metrics text");
+        let response = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics");
+        assert!(response.status().is_success(), "/metrics answered {}", response.status());
+        let text = response.text().await.expect("metrics text");
         super::parse_metrics(&text)
     }
 
