@@ -19,7 +19,7 @@ impl Drop for KillOnDrop {
 }
 
 /// A port of 127.0.0.1 that nothing listens on (for a server process to take).
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
 }
 
@@ -70,6 +70,19 @@ impl ServerProcess {
         panic!("deployql on {} did not become ready", self.addr);
     }
 
+    /// Starts a server whose stderr (its log) is a pipe the caller reads, or
+    /// leaves unread; does not wait for it.
+    pub fn spawn_with_piped_log(
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> (Self, std::process::ChildStderr) {
+        let env = [&[("JWT_SECRET", SECRET)], env].concat();
+        let binary = env!("CARGO_BIN_EXE_deployql");
+        let mut server = Self::spawn(binary, database_url, &env, std::process::Stdio::piped());
+        let stderr = server.child.0.stderr.take().expect("stderr is piped");
+        (server, stderr)
+    }
+
     /// Starts a server that verifies tokens as `env` says (`JWKS_URL`, ...),
     /// without a shared secret, logging to `log`, and does not wait for it.
     pub fn spawn_with_log(database_url: &str, env: &[(&str, &str)], log: &std::path::Path) -> Self {
@@ -84,14 +97,23 @@ impl ServerProcess {
         stderr: std::process::Stdio,
     ) -> Self {
         let addr = free_addr();
-        let child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        command
             .arg("serve")
             .env_remove("JWT_SECRET")
             .env("DATABASE_URL", database_url)
             .env("LISTEN_ADDR", addr.to_string())
             .env("RUST_LOG", "warn")
-            .env("METRICS_TOKEN", METRICS_TOKEN)
-            .envs(env.iter().copied())
+            .env("METRICS_TOKEN", METRICS_TOKEN);
+        // An empty value unsets the variable.
+        for (name, value) in env {
+            if value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .spawn()
