@@ -14,7 +14,12 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=DEPLOYQL_GIT_COMMIT={commit}");
     // A new commit moves the branch's ref (or HEAD itself when detached).
+    // Only paths that exist: cargo takes a missing one as changed, and
+    // would rerun this and rebuild the crate on every build (a checkout
+    // without packed refs, a tarball).
     for path in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
