@@ -9,6 +9,7 @@ use crate::{
     auth::{ClaimRules, Jwks, JwtKeys},
     config::{Config, JwtSecret, TokenKeys},
     db::{self, StatementCounter},
+    error::StorageFault,
     http, live,
     service::demo,
     telemetry::Metrics,
@@ -25,7 +26,19 @@ pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnectio
     let db = db::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;
-    db::migrate(&db).await.map_err(|err| format!("migration failed: {err}"))?;
+    db::migrate(&db).await.map_err(|err| match StorageFault::of(&err) {
+        Some(StorageFault::ReadOnly) => read_only(&config.database_url, &err),
+        _ => format!("migration failed: {err}"),
+    })?;
+    // A file that opens but takes no writes would answer every read and
+    // fail every mutation: refused here, with the reason.
+    if let Err(err) = db::probe_write(&db).await {
+        return Err(match StorageFault::of(&err) {
+            Some(StorageFault::ReadOnly) => read_only(&config.database_url, &err),
+            _ => format!("the database takes no writes: {err}"),
+        }
+        .into());
+    }
     Ok(db)
 }
 
@@ -189,6 +202,16 @@ async fn dev_mode(db: &DatabaseConnection) -> AppResult<(JwtKeys, Option<String>
     }
     let token = keys.mint(demo::DEMO_USER, DEMO_TOKEN_TTL)?;
     Ok((keys, Some(token)))
+}
+
+/// Why a read-only database is refused, and what to do.
+fn read_only(url: &str, err: &sea_orm::DbErr) -> String {
+    format!(
+        "the database {} is read-only ({err}): make the file and its directory writable by \
+         this user (SQLite writes the file and its -wal and -shm files beside it), or point \
+         DATABASE_URL at a primary",
+        redacted(url)
+    )
 }
 
 /// Hides the password of a database URL in messages.

@@ -12,8 +12,30 @@ use crate::telemetry::{Metrics, operation};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DbErr,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    sqlx::{
+        pool::PoolConnectionMetadata,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+    },
 };
+
+/// Whether a connection may go back to the pool (or out of it): only when
+/// no transaction is open on it. A transaction is still open after an
+/// error that left its state uncertain: SQLite rolls a transaction back by
+/// itself on SQLITE_FULL or SQLITE_IOERR, the ROLLBACK that follows fails,
+/// and the driver still counts the transaction open, so every later
+/// "transaction" on that connection would be a savepoint inside one that
+/// never commits, each answered ok and all lost. Such a connection is
+/// closed instead; a fresh one takes its place.
+fn settled<C: sea_orm::sqlx::Connection>(
+    connection: &mut C,
+    _: PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
+    let settled = !connection.is_in_transaction();
+    if !settled {
+        tracing::debug!("closing a database connection left inside a transaction by an error");
+    }
+    Box::pin(std::future::ready(Ok(settled)))
+}
 
 /// Counts every SQL statement a connection runs, in all (tests and the
 /// benchmark read it to prove a request's statement budget) and in
@@ -102,8 +124,16 @@ async fn open(
         .sqlx_logging(false)
         // Every acquire's wait as a debug event: `telemetry` turns them into
         // the pool's acquire-time histogram (nothing is logged by default).
-        .map_sqlx_postgres_pool_opts(|pool| pool.acquire_time_level(log::LevelFilter::Debug))
-        .map_sqlx_sqlite_pool_opts(|pool| pool.acquire_time_level(log::LevelFilter::Debug))
+        .map_sqlx_postgres_pool_opts(|pool| {
+            pool.acquire_time_level(log::LevelFilter::Debug)
+                .after_release(settled)
+                .before_acquire(settled)
+        })
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.acquire_time_level(log::LevelFilter::Debug)
+                .after_release(settled)
+                .before_acquire(settled)
+        })
         // WAL lets readers proceed while a writer commits; the busy timeout makes
         // concurrent writers wait for the lock instead of failing at once.
         .map_sqlx_sqlite_opts(move |opts| {
@@ -119,6 +149,15 @@ async fn open(
         });
     }
     Database::connect(options).await
+}
+
+/// Writes one row (migration 6's probe table): `Ok` when the database
+/// takes writes now.
+pub async fn probe_write(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    let (table, counter) = (migration::WRITE_PROBE.table, migration::WRITE_PROBE.counter);
+    let update = format!("UPDATE {table} SET {counter} = {counter} + 1 WHERE id = 1");
+    db.execute_unprepared(&update).await.map(|_| ())
 }
 
 /// Applies every pending migration.

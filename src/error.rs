@@ -166,9 +166,78 @@ impl From<DbErr> for ApiError {
     }
 }
 
-/// Whether `err` says the database cannot be reached or answered in time
-/// (retryable), rather than that a statement is wrong (a bug).
+/// Why the database cannot take writes: the `extensions.reason` of a
+/// `SERVICE_UNAVAILABLE` answer, so a client or an operator tells "the disk
+/// is full" from "the database is down".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// `STORAGE_FULL`: no space left (SQLite SQLITE_FULL, Postgres 53100).
+    Full,
+    /// `READ_ONLY`: the file or the database takes no writes (SQLite
+    /// SQLITE_READONLY, Postgres 25006 on a standby).
+    ReadOnly,
+    /// `STORAGE_ERROR`: the storage failed a read or write (SQLite
+    /// SQLITE_IOERR, Postgres 58030).
+    Io,
+}
+
+impl StorageFault {
+    /// Every fault, for metrics that show each from the start.
+    pub const ALL: [Self; 3] = [Self::Full, Self::ReadOnly, Self::Io];
+
+    /// The fault `err` reports, if it is one.
+    pub fn of(err: &DbErr) -> Option<Self> {
+        let code = sqlx_code(err)?;
+        // SQLite's extended codes keep the primary code in the low byte.
+        if let Ok(sqlite) = code.parse::<u32>() {
+            return match sqlite & 0xff {
+                13 => Some(Self::Full),
+                8 => Some(Self::ReadOnly),
+                10 => Some(Self::Io),
+                _ => None,
+            };
+        }
+        match code.as_str() {
+            "53100" => Some(Self::Full),
+            "25006" => Some(Self::ReadOnly),
+            "58030" => Some(Self::Io),
+            _ => None,
+        }
+    }
+
+    /// The fault a `reason` names.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|fault| fault.reason() == reason)
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Full => "STORAGE_FULL",
+            Self::ReadOnly => "READ_ONLY",
+            Self::Io => "STORAGE_ERROR",
+        }
+    }
+}
+
+/// The database's own error code (SQLite's number, Postgres' SQLSTATE).
+fn sqlx_code(err: &DbErr) -> Option<String> {
+    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = err else {
+        return None;
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else { return None };
+    match sqlx.as_ref() {
+        Sqlx::Database(db) => db.code().map(std::borrow::Cow::into_owned),
+        _ => None,
+    }
+}
+
+/// Whether `err` says the database cannot be reached, answered in time or
+/// take writes (retryable), rather than that a statement is wrong (a bug).
 pub fn is_unavailable(err: &DbErr) -> bool {
+    if StorageFault::of(err).is_some() {
+        return true;
+    }
     use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
     let runtime = match err {
         DbErr::ConnectionAcquire(_) => return true,
@@ -202,6 +271,11 @@ impl ErrorExtensions for ApiError {
             ext.set("code", self.code());
             if let Self::Unauthenticated { refusal, .. } = self {
                 ext.set("reason", refusal.reason());
+            }
+            if let Self::Unavailable(err) = self
+                && let Some(fault) = StorageFault::of(err)
+            {
+                ext.set("reason", fault.reason());
             }
         })
     }

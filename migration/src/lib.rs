@@ -45,11 +45,22 @@ pub const CHANGE_LOG: &str = "deployql_changes";
 const CAPTURED_TABLES: [&str; 4] =
     ["deployments", "deployment_replicas", "deployment_resources", "deployment_status_history"];
 
+/// The one-row table written to probe whether the database takes writes
+/// (migration 6): `UPDATE <table> SET <counter> = <counter> + 1 WHERE id = 1`.
+#[derive(Debug)]
+pub struct WriteProbe {
+    pub table: &'static str,
+    pub counter: &'static str,
+}
+
+pub const WRITE_PROBE: WriteProbe = WriteProbe { table: "deployql_write_probe", counter: "writes" };
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
 mod m20261127_000004_capture_changes_in_a_log;
 mod m20261127_000005_capture_without_comparing_rows;
+mod m20261202_000006_write_probe;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -63,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_notify_deployment_changes::Migration),
             Box::new(m20261127_000004_capture_changes_in_a_log::Migration),
             Box::new(m20261127_000005_capture_without_comparing_rows::Migration),
+            Box::new(m20261202_000006_write_probe::Migration),
         ]
     }
 }

@@ -13,11 +13,11 @@ use axum::{
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use super::{AppState, media::MediaType, slots::Refusal};
+use super::{AppState, database_health::Outcome, media::MediaType, slots::Refusal};
 use crate::{
     auth::Session,
     config::Limits,
-    error::codes,
+    error::{StorageFault, codes},
     graphql::{self as schema, Answer},
     telemetry::Refusal as Counted,
 };
@@ -181,7 +181,7 @@ async fn execute(
     let answered = match batch {
         BatchRequest::Single(request) => match executor.answer(request).await {
             Answer::Written(body) => {
-                state.database.record(false);
+                state.database.record(Outcome::Answered, &state.db);
                 Ok((StatusCode::OK, body))
             }
             Answer::Response(response) => Err(BatchResponse::Single(response)),
@@ -192,12 +192,12 @@ async fn execute(
         Ok((status, body)) => (status, Ok(body)),
         Err(BatchResponse::Single(response)) => {
             let body = Body::of(&response);
-            state.database.record(body.unavailable);
+            state.database.record(body.database, &state.db);
             let produced_nothing = match &response.data {
                 Value::Object(fields) => fields.values().all(|value| *value == Value::Null),
                 other => *other == Value::Null,
             };
-            let status = if body.unavailable && produced_nothing {
+            let status = if body.database != Outcome::Answered && produced_nothing {
                 // Nothing came of it, and a retry may well succeed.
                 StatusCode::SERVICE_UNAVAILABLE
             } else if body.request_error && media == MediaType::GraphQLResponse {
@@ -209,7 +209,11 @@ async fn execute(
         }
         Err(BatchResponse::Batch(responses)) => {
             let bodies: Vec<Body<'_>> = responses.iter().map(Body::of).collect();
-            state.database.record(bodies.iter().any(|body| body.unavailable));
+            let database = bodies
+                .iter()
+                .map(|body| body.database)
+                .find(|outcome| *outcome != Outcome::Answered);
+            state.database.record(database.unwrap_or(Outcome::Answered), &state.db);
             (StatusCode::OK, serde_json::to_vec(&bodies))
         }
     };
@@ -241,8 +245,8 @@ async fn execute(
 struct Body<'a> {
     response: &'a async_graphql::Response,
     request_error: bool,
-    /// Some error says the database was unavailable.
-    unavailable: bool,
+    /// What the errors say of the database: unavailable, or not taking writes.
+    database: Outcome,
 }
 
 impl<'a> Body<'a> {
@@ -257,9 +261,19 @@ impl<'a> Body<'a> {
             && response.errors.iter().all(|err| {
                 err.path.is_empty() && code(err).is_some_and(|c| codes::REQUEST_ERRORS.contains(&c))
             });
-        let unavailable =
-            response.errors.iter().any(|err| code(err) == Some(codes::SERVICE_UNAVAILABLE));
-        Self { response, request_error, unavailable }
+        let reason =
+            |err: &'a async_graphql::ServerError| match err.extensions.as_ref()?.get("reason")? {
+                Value::String(reason) => StorageFault::from_reason(reason),
+                _ => None,
+            };
+        let database = response
+            .errors
+            .iter()
+            .find(|err| code(err) == Some(codes::SERVICE_UNAVAILABLE))
+            .map_or(Outcome::Answered, |err| {
+                reason(err).map_or(Outcome::Unavailable, Outcome::Storage)
+            });
+        Self { response, request_error, database }
     }
 }
 

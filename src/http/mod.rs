@@ -3,6 +3,7 @@
 //! metrics.
 
 mod cors;
+mod database_health;
 mod graphiql;
 mod graphql;
 mod media;
@@ -14,11 +15,10 @@ mod ws;
 
 pub use self::server::{GoingAway, ServerLimits};
 
+use self::database_health::DatabaseHealth;
+
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -293,6 +293,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "identity provider keys not loaded")
             .into_response();
     }
+    if let Some(fault) = state.database.storage_fault() {
+        let message = format!("database takes no writes: {}", fault.reason());
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.readiness.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(err)) => {
@@ -334,6 +338,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         use metrics::{counter, gauge};
         counter!("deployql_database_unavailable_total")
             .absolute(state.database.failures.load(Ordering::Relaxed));
+        for (fault, count) in crate::error::StorageFault::ALL.iter().zip(&state.database.faults) {
+            counter!("deployql_database_storage_faults_total", "reason" => fault.reason())
+                .absolute(count.load(Ordering::Relaxed));
+        }
         gauge!("deployql_requests_waiting").set(state.slots.waiting() as f64);
         gauge!("deployql_requests_in_flight").set(state.slots.running() as f64);
         if let Some((in_use, idle, max)) = pool_connections(&state.db) {
@@ -391,26 +399,4 @@ pub(crate) fn error_object(message: &str, extensions: serde_json::Value) -> serd
         extensions.insert("requestId".into(), id.as_str().into());
     }
     serde_json::json!({ "message": message, "extensions": extensions })
-}
-
-/// Whether the database answered the last operations, logged once per
-/// change rather than once per failed request.
-#[derive(Debug, Default)]
-struct DatabaseHealth {
-    down: std::sync::atomic::AtomicBool,
-    failures: AtomicU64,
-}
-
-impl DatabaseHealth {
-    /// Notes an operation's outcome: `unavailable` when it failed on the database.
-    fn record(&self, unavailable: bool) {
-        if unavailable {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            if !self.down.swap(true, Ordering::Relaxed) {
-                tracing::warn!("database unavailable: failing requests with SERVICE_UNAVAILABLE");
-            }
-        } else if self.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("database available again");
-        }
-    }
 }

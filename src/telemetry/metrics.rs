@@ -441,6 +441,11 @@ fn describe() {
         "JWKS fetches that failed (the last good keys stay in use)."
     );
     describe_counter!(
+        "deployql_database_storage_faults_total",
+        "Writes the database refused, by reason: STORAGE_FULL, READ_ONLY, STORAGE_ERROR (each \
+         answered SERVICE_UNAVAILABLE; nothing answered ok is lost)."
+    );
+    describe_counter!(
         "deployql_log_lines_dropped_total",
         "Log lines dropped because the log output (stderr) did not take them: serving never \
          waits for logging."

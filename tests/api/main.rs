@@ -60,6 +60,7 @@ mod response_shape;
 mod schema;
 mod seed;
 mod statements;
+mod storage_faults;
 mod telemetry_faults;
 mod ws_client;
 mod ws_close;
