@@ -23,6 +23,7 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Connects and applies pending migrations, on a pool of its own: the
 /// requests' pool bounds statements, and a migration may rightly take long.
 pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
+    db::check_writable(&config.database_url)?;
     let db = db::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -236,4 +237,132 @@ async fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_once_space_is
             None => assert!(row.1, "{id}: its acknowledged delete is not in the file"),
         }
     }
+}
+
+/// Remounts `tmpfs` read-only or read-write.
+fn remount(tmpfs: &Tmpfs, mode: &str) {
+    let status = Command::new("mount")
+        .args(["-o", &format!("remount,{mode}")])
+        .arg(&tmpfs.0)
+        .status()
+        .expect("mount");
+    assert!(status.success(), "remount {mode}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_refused_at_start_saying_so() {
+    let Some(tmpfs) = Tmpfs::mount("20m") else { return };
+    let file = tmpfs.0.join("deployql.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    // A database with rows in it, then its file system made read-only
+    // (which binds root too, unlike a file's mode).
+    let server = ServerProcess::start_with(&url, &[]).await;
+    drop(server);
+    remount(&tmpfs, "ro");
+    for command in ["migrate", "serve"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_deployql"))
+            .arg(command)
+            .env("DATABASE_URL", &url)
+            .env("JWT_SECRET", SECRET)
+            .env("LISTEN_ADDR", crate::helpers::free_addr().to_string())
+            .output()
+            .expect("deployql");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command} started on a read-only file");
+        assert!(stderr.contains("read-only"), "{command}: {stderr}");
+    }
+    remount(&tmpfs, "rw");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_killed_inside_mutations_never_leave_a_transaction_open_in_the_pool() {
+    let Some(app) = crate::helpers::TestApp::postgres().await else { return };
+    let url = app.postgres_url().expect("postgres");
+    let server = ServerProcess::start(&url).await;
+    let graphql = format!("http://{}/graphql", server.addr);
+    let database =
+        url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
+    let rows = |sql: String| {
+        let db = app.db.clone();
+        async move {
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            db.query_all_raw(statement).await.expect("pg_stat_activity").len()
+        }
+    };
+    // The server's connections (not this test's, nor the change reader's).
+    let servers = |action: &str| {
+        format!(
+            "SELECT {action} FROM pg_stat_activity WHERE datname = '{database}' \
+             AND pid <> pg_backend_pid() AND application_name <> 'deployql-changes' \
+             AND backend_type = 'client backend'"
+        )
+    };
+
+    let acknowledged = Acknowledged::default();
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let token = app.token(Uuid::new_v4());
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            let (graphql, refused) = (graphql.clone(), refused.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let create = "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { id targetReplicas } }";
+                while !stop.load(Ordering::Relaxed) {
+                    let input = json!({ "name": format!("cut-{}", Uuid::new_v4().simple()), "targetReplicas": 3,
+                        "resources": { "cpuCores": 0.5, "memoryMb": 64, "storageGb": 1 } });
+                    let (status, body) = post(&client, &graphql, &token, create, json!({ "input": input })).await;
+                    if status == 200 && body["errors"].is_null() {
+                        let id = body["data"]["createDeployment"]["id"].as_str().and_then(|id| id.parse().ok());
+                        acknowledged.lock().expect("acknowledged").insert(id.expect("uuid"), Some(3));
+                    } else {
+                        // A cut connection: retryable, never an ok that is lost.
+                        assert_eq!(body["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE", "{body}");
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Cut the server's connections, whatever they are doing, again and again.
+    let mut killed = 0;
+    for _ in 0..20 {
+        killed += rows(servers("pg_terminate_backend(pid)")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(killed > 0, "no connection was cut");
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // Later mutations commit, and no pooled connection sits in a transaction.
+    let token = app.token(Uuid::new_v4());
+    let client = reqwest::Client::new();
+    let create =
+        "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { id } }";
+    for n in 0..10 {
+        let input = json!({ "name": format!("after-{n}"), "targetReplicas": 3,
+            "resources": { "cpuCores": 0.5, "memoryMb": 64, "storageGb": 1 } });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) =
+                post(&client, &graphql, &token, create, json!({ "input": input.clone() })).await;
+            if status == 200 && body["errors"].is_null() {
+                let id =
+                    body["data"]["createDeployment"]["id"].as_str().and_then(|id| id.parse().ok());
+                acknowledged.lock().expect("acknowledged").insert(id.expect("uuid"), Some(3));
+                break;
+            }
+            assert!(Instant::now() < deadline, "mutations did not recover: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let in_transaction = servers("pid") + " AND state LIKE 'idle in transaction%'";
+    assert_eq!(rows(in_transaction).await, 0, "a pooled connection is inside a transaction");
+    // Every acknowledged create, read through another connection.
+    let ids: Vec<String> =
+        acknowledged.lock().expect("acknowledged").keys().map(|id| format!("'{id}'")).collect();
+    let found = rows(format!("SELECT id FROM deployments WHERE id IN ({})", ids.join(","))).await;
+    assert_eq!(found, ids.len(), "acknowledged creates missing");
 }
