@@ -82,7 +82,10 @@ fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     }
 }
 
-/// `YYYY-MM-DD(T| )HH:MM:SS[.fraction][ ](Z|+00:00|+00)`, or `None`.
+/// `YYYY-MM-DD(T| )HH:MM:SS[.fraction][ ](Z|+00:00|+00)`, or `None`. No
+/// offset at all is UTC too: SQLite's own `datetime('now')` and
+/// `CURRENT_TIMESTAMP` write `2026-12-02 11:33:00`, in UTC, and other
+/// programs writing to the tables use them.
 fn utc(text: &str) -> Option<DateTime<Utc>> {
     let bytes = text.as_bytes();
     let digit = |at: usize| -> Option<u32> {
@@ -115,11 +118,14 @@ fn utc(text: &str) -> Option<DateTime<Utc>> {
         }
         nanos *= 10_u32.pow(u32::try_from(9 - (at - first)).ok()?);
     }
-    let mut offset = bytes.get(at..)?;
-    while let Some(rest) = offset.strip_prefix(b" ") {
-        offset = rest;
-    }
-    if !matches!(offset, b"Z" | b"+00:00" | b"+00") {
+    let rest = bytes.get(at..)?;
+    let in_utc = match rest.trim_ascii_start() {
+        b"Z" | b"+00:00" | b"+00" => true,
+        // No offset (but not a trailing space alone).
+        b"" => rest.is_empty(),
+        _ => false,
+    };
+    if !in_utc {
         return None;
     }
     let time = NaiveTime::from_hms_nano_opt(pair(11)?, pair(14)?, pair(17)?, nanos)?;
@@ -296,6 +302,16 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_s_own_forms_without_an_offset_are_utc() {
+        let at = utc("2026-12-02T11:33:00Z");
+        assert!(at.is_some());
+        for text in ["2026-12-02 11:33:00", "2026-12-02T11:33:00"] {
+            assert_eq!(utc(text), at, "{text}");
+        }
+        assert_eq!(utc("2026-12-02 11:33:00.250"), utc("2026-12-02T11:33:00.250Z"));
+    }
+
+    #[test]
     fn anything_else_is_left_to_chrono() {
         for text in [
             "2026-11-27T00:48:00.224709+01:00",
@@ -303,7 +319,7 @@ mod tests {
             "2026-11-26T24:00:00Z",
             "2026-11-26T23:48:00.Z",
             "2026-11-26T23:48:00.1234567890Z",
-            "2026-11-26T23:48:00",
+            "2026-11-26T23:48:00 ",
             "2026-11-26",
             "",
             "２０２６-11-26T23:48:00Z",

@@ -52,6 +52,7 @@ mod logging;
 mod metrics_access;
 mod mutations;
 mod observability;
+mod outside_writers;
 mod provider_tokens;
 mod read_path;
 mod relay;
