@@ -107,7 +107,10 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         provider.is_some() || format == LogFormat::Text || has_span_directives(&directives),
     );
     let logs = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer.clone()).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer.clone())
+            .with_ansi(colours_wanted())
+            .boxed(),
         LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone());
@@ -131,6 +134,13 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
     };
     installed.map_err(|err| format!("cannot install logging: {err}"))?;
     Ok(Telemetry { provider, writer })
+}
+
+/// Whether text logs get colour codes: only on a terminal, and never with
+/// `NO_COLOR` set (no-color.org), so a log file or pipe holds plain text.
+fn colours_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Whether `directives` (`RUST_LOG`'s syntax) filter by span (`[name]`):

@@ -186,3 +186,25 @@ async fn requests_until(server: &ServerProcess, token: &str, done: impl Fn() -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn text_logs_written_to_a_file_hold_no_colour_codes() {
+    let app = TestApp::sqlite().await;
+    let dir = std::env::temp_dir().join(format!("deployql-colour-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("server.log");
+    let env = [("JWT_SECRET", SECRET), ("LOG_FORMAT", "text"), ("RUST_LOG", "info")];
+    let server = ServerProcess::spawn_with_log(&app.database_url(), &env, &log);
+    server.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("deployql listening") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("deployql listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file:\n{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
