@@ -24,6 +24,8 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// requests' pool bounds statements, and a migration may rightly take long.
 pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
     db::check_writable(&config.database_url)?;
+    // Released when this returns: the next waiting process migrates then.
+    let _turn = db::migrating(&config.database_url).await?;
     let db = db::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;
@@ -75,6 +77,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         }
         _ => false,
     };
+    // Held until the server stops (a second server on the file is refused).
+    let _serving = db::ServingLock::take(&config.database_url, config.listen_addr)?;
     // A JWKS loads beside the migrations; `/readyz` waits for its keys.
     let configured_keys = configured_keys(token_keys)?;
     connect_and_migrate(&config).await?.close().await.ok();

@@ -37,3 +37,47 @@ async fn timestamps_written_by_sqlite_itself_are_read_in_lookups_and_pages() {
         app.gql(user, "{ deployments { nodes { replicas { startedAt } } } }", json!({})).await;
     assert!(page["errors"].is_null(), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused_naming_the_first() {
+    let app = TestApp::sqlite().await;
+    let first = crate::helpers::ServerProcess::start(&app.database_url()).await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+        .arg("serve")
+        .env("DATABASE_URL", app.database_url())
+        .env("JWT_SECRET", crate::helpers::SECRET)
+        .env("LISTEN_ADDR", crate::helpers::free_addr().to_string())
+        .output()
+        .expect("deployql serve");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second server started");
+    let named = format!("pid {}, listening on {}", first.pid(), first.addr);
+    assert!(stderr.contains("another deployql") && stderr.contains(&named), "{stderr}");
+    // The first serves on.
+    assert!(first.ready_within(std::time::Duration::from_secs(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_simultaneous_migrations_of_a_fresh_file_all_succeed() {
+    let path = std::env::temp_dir().join(format!("deployql-fresh-{}.db", Uuid::new_v4()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let runs: Vec<_> = (0..10)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+                .arg("migrate")
+                .env("DATABASE_URL", &url)
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("deployql migrate")
+        })
+        .collect();
+    for run in runs {
+        let output = run.wait_with_output().expect("migrate ran");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "a migration failed: {stderr}");
+    }
+    for suffix in ["", "-wal", "-shm", ".migrating"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}

@@ -1,5 +1,9 @@
 //! Connecting to the database, migrating it, and counting the statements run.
 
+mod sqlite_file;
+
+pub use self::sqlite_file::{ServingLock, check_writable, migrating};
+
 use std::{
     sync::{
         Arc,
@@ -149,25 +153,6 @@ async fn open(
         });
     }
     Database::connect(options).await
-}
-
-/// Refuses a SQLite file that exists but cannot be opened for writing (a
-/// read-only file or file system), naming why: SQLite would open it
-/// read-only without a word, answer reads and fail every write.
-pub fn check_writable(url: &str) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
-        return Ok(());
-    };
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" || !std::path::Path::new(path).exists() {
-        return Ok(());
-    }
-    std::fs::OpenOptions::new().write(true).open(path).map(|_| ()).map_err(|err| {
-        format!(
-            "the database file {path} is read-only ({err}): make it and its directory \
-             writable by this user (SQLite also writes the -wal and -shm files beside it)"
-        )
-    })
 }
 
 /// Writes one row (migration 6's probe table): `Ok` when the database
