@@ -78,6 +78,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         _ => false,
     };
     // Held until the server stops (a second server on the file is refused).
+    db::check_writable(&config.database_url)?;
     let _serving = db::ServingLock::take(&config.database_url, config.listen_addr)?;
     // A JWKS loads beside the migrations; `/readyz` waits for its keys.
     let configured_keys = configured_keys(token_keys)?;
@@ -104,11 +105,14 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())
+        .with_change_reader()
         .with_cors(&config.cors_allowed_origins, dev)
         .with_metrics_access(metrics_access(&config, dev));
+    let (url, feed) = (config.database_url.clone(), state.feed.clone());
     if state.db.get_database_backend() == DbBackend::Postgres {
-        let (url, feed) = (config.database_url.clone(), state.feed.clone());
         tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval));
+    } else {
+        tokio::spawn(live::sqlite_capture::read_changes(url, feed, config.live_poll_interval));
     }
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {

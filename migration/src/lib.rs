@@ -41,7 +41,7 @@ pub const CHANGE_CHANNEL: &str = "deployql_deployment_changed";
 /// The table the change triggers append `(xid, deployment_id)` to (migration 4).
 pub const CHANGE_LOG: &str = "deployql_changes";
 
-/// The tables whose every write the triggers capture (migrations 4 and 5).
+/// The tables whose every write the triggers capture (migrations 4, 5 and 7).
 const CAPTURED_TABLES: [&str; 4] =
     ["deployments", "deployment_replicas", "deployment_resources", "deployment_status_history"];
 
@@ -61,6 +61,7 @@ mod m20261126_000003_notify_deployment_changes;
 mod m20261127_000004_capture_changes_in_a_log;
 mod m20261127_000005_capture_without_comparing_rows;
 mod m20261202_000006_write_probe;
+mod m20261202_000007_capture_sqlite_changes;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_capture_changes_in_a_log::Migration),
             Box::new(m20261127_000005_capture_without_comparing_rows::Migration),
             Box::new(m20261202_000006_write_probe::Migration),
+            Box::new(m20261202_000007_capture_sqlite_changes::Migration),
         ]
     }
 }

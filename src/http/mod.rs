@@ -98,8 +98,8 @@ impl AppState {
         Self(Arc::new(SharedState {
             schema: build_schema(),
             documents: documents(Limits::default()),
-            // Postgres triggers report changes (see `live::listener`); SQLite
-            // has only this process as a writer, so its mutations publish.
+            // Without a change reader (`with_change_reader`, which the
+            // server uses), SQLite mutations publish their own changes.
             feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
             readiness: db.clone(),
             db,
@@ -140,6 +140,15 @@ impl AppState {
         let shared = Arc::make_mut(&mut self.0);
         shared.operation_timeout = Some(timeouts.acquire + timeouts.statement);
         shared.readiness = readiness;
+        self
+    }
+
+    /// Takes changes from a change reader only (the server runs one on
+    /// either backend), rather than from this app's own mutations too.
+    #[must_use]
+    pub fn with_change_reader(mut self) -> Self {
+        let shared = Arc::make_mut(&mut self.0);
+        shared.feed = ChangeFeed::with(false, shared.limits);
         self
     }
 

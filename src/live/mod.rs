@@ -1,12 +1,14 @@
 //! Live updates: a feed of "deployment X changed" events and the
 //! subscription streams built on it.
 //!
-//! On Postgres the feed is filled by [`capture::read_changes`] from the
-//! change log the triggers write, so it sees every writer and every
-//! instance; on SQLite (one process) the server's own mutations publish
-//! into it.
+//! The server fills the feed from the change log the triggers write
+//! ([`capture::read_changes`] on Postgres, [`sqlite_capture::read_changes`]
+//! on SQLite), so it sees every writer and, on Postgres, every instance.
+//! Without a reader (an app built in-process, as the tests do), the
+//! server's own mutations publish into it on SQLite.
 
 pub mod capture;
+pub mod sqlite_capture;
 pub mod watch;
 
 use std::{

@@ -81,3 +81,44 @@ async fn ten_simultaneous_migrations_of_a_fresh_file_all_succeed() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_program_s_write_to_the_sqlite_file_reaches_a_subscriber_within_a_second() {
+    use std::time::{Duration, Instant};
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let server = crate::helpers::ServerProcess::start(&app.database_url()).await;
+    let mut ws =
+        crate::ws_client::WsClient::connect(server.addr, crate::ws_client::TRANSPORT_WS).await;
+    ws.init_with_token(&app.token(user)).await;
+    let watch =
+        "subscription($id: ID!) { deploymentUpdated(id: $id) { replicas { containerId } } }";
+    ws.subscribe("1", watch, json!({ "id": id })).await;
+    ws.next_payload(Duration::from_secs(5)).await;
+
+    // The platform's agent, say: Python's sqlite3 on the same file.
+    let file =
+        app.database_url().trim_start_matches("sqlite://").split('?').next().map(str::to_owned);
+    let script = "import sqlite3, sys\n\
+        db = sqlite3.connect(sys.argv[1], timeout=5)\n\
+        db.execute(\"UPDATE deployment_replicas SET container_id = 'from-outside', \
+        started_at = datetime('now') WHERE deployment_id = ?\", (bytes.fromhex(sys.argv[2]),))\n\
+        db.commit()";
+    let written = Instant::now();
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(file.expect("a SQLite file"))
+        .arg(id.simple().to_string())
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    loop {
+        let left = Duration::from_secs(1).saturating_sub(written.elapsed());
+        let payload = ws.next_payload(left).await;
+        let replicas = &payload["data"]["deploymentUpdated"]["replicas"];
+        if replicas[0]["containerId"] == "from-outside" {
+            break;
+        }
+    }
+}
