@@ -77,12 +77,12 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         }
         _ => false,
     };
-    // Held until the server stops (a second server on the file is refused).
-    db::check_writable(&config.database_url)?;
-    let _serving = db::ServingLock::take(&config.database_url, config.listen_addr)?;
     // A JWKS loads beside the migrations; `/readyz` waits for its keys.
     let configured_keys = configured_keys(token_keys)?;
     connect_and_migrate(&config).await?.close().await.ok();
+    // Held until the server stops: a second server on the file, having
+    // taken its turn to migrate (nothing left to do), is refused here.
+    let _serving = db::ServingLock::take(&config.database_url, config.listen_addr)?;
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,
         statement: config.db_statement_timeout,

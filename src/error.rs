@@ -182,12 +182,21 @@ pub enum StorageFault {
 }
 
 impl StorageFault {
-    /// Every fault, for metrics that show each from the start.
+    /// Every fault, in declaration order (`fault as usize` indexes it),
+    /// for metrics that show each from the start.
     pub const ALL: [Self; 3] = [Self::Full, Self::ReadOnly, Self::Io];
 
     /// The fault `err` reports, if it is one.
     pub fn of(err: &DbErr) -> Option<Self> {
-        let code = sqlx_code(err)?;
+        match sqlx_error(err)? {
+            sea_orm::sqlx::Error::Database(db) => Self::from_code(&db.code()?),
+            _ => None,
+        }
+    }
+
+    /// The fault a database error code (SQLite's number, Postgres'
+    /// SQLSTATE) stands for, if any.
+    fn from_code(code: &str) -> Option<Self> {
         // SQLite's extended codes keep the primary code in the low byte.
         if let Ok(sqlite) = code.parse::<u32>() {
             return match sqlite & 0xff {
@@ -197,7 +206,7 @@ impl StorageFault {
                 _ => None,
             };
         }
-        match code.as_str() {
+        match code {
             "53100" => Some(Self::Full),
             "25006" => Some(Self::ReadOnly),
             "58030" => Some(Self::Io),
@@ -219,15 +228,13 @@ impl StorageFault {
     }
 }
 
-/// The database's own error code (SQLite's number, Postgres' SQLSTATE).
-fn sqlx_code(err: &DbErr) -> Option<String> {
-    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+/// The driver's error behind `err`, if the driver raised it.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = err else {
         return None;
     };
-    let RuntimeErr::SqlxError(sqlx) = runtime else { return None };
-    match sqlx.as_ref() {
-        Sqlx::Database(db) => db.code().map(std::borrow::Cow::into_owned),
+    match runtime {
+        sea_orm::RuntimeErr::SqlxError(sqlx) => Some(sqlx.as_ref()),
         _ => None,
     }
 }
@@ -235,17 +242,12 @@ fn sqlx_code(err: &DbErr) -> Option<String> {
 /// Whether `err` says the database cannot be reached, answered in time or
 /// take writes (retryable), rather than that a statement is wrong (a bug).
 pub fn is_unavailable(err: &DbErr) -> bool {
-    if StorageFault::of(err).is_some() {
+    use sea_orm::sqlx::Error as Sqlx;
+    if matches!(err, DbErr::ConnectionAcquire(_)) {
         return true;
     }
-    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
-    let runtime = match err {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
-        _ => return false,
-    };
-    let RuntimeErr::SqlxError(sqlx) = runtime else { return matches!(err, DbErr::Conn(_)) };
-    match sqlx.as_ref() {
+    let Some(sqlx) = sqlx_error(err) else { return matches!(err, DbErr::Conn(_)) };
+    match sqlx {
         Sqlx::Io(_)
         | Sqlx::PoolTimedOut
         | Sqlx::PoolClosed
@@ -253,11 +255,13 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         | Sqlx::Tls(_) => true,
         Sqlx::Database(db) => db.code().is_some_and(|code| {
             // Postgres: statement_timeout (57014), shutdown (57P0x), connection
-            // exceptions (08xxx); SQLite: busy and locked (5, 6, 517).
+            // exceptions (08xxx); SQLite: busy and locked (5, 6, 517); and
+            // either's storage faults (no space, read-only, I/O).
             code == "57014"
                 || code.starts_with("57P")
                 || code.starts_with("08")
                 || ["5", "6", "517"].contains(&code.as_ref())
+                || StorageFault::from_code(&code).is_some()
         }),
         _ => matches!(err, DbErr::Conn(_)),
     }

@@ -36,7 +36,7 @@ pub(super) enum Outcome {
 
 const AVAILABLE: u8 = 0;
 const UNAVAILABLE: u8 = 1;
-/// `STORAGE + i` is the fault `StorageFault::ALL[i]`.
+/// `STORAGE + i` is the fault `StorageFault::ALL[i]` (`fault as u8`).
 const STORAGE: u8 = 2;
 
 #[derive(Debug, Default)]
@@ -80,8 +80,8 @@ impl DatabaseHealth {
             }
             Outcome::Storage(fault) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                self.faults[index(fault)].fetch_add(1, Ordering::Relaxed);
-                let faulted = STORAGE + index(fault) as u8;
+                self.faults[fault as usize].fetch_add(1, Ordering::Relaxed);
+                let faulted = STORAGE + fault as u8;
                 let before = self.state.swap(faulted, Ordering::Relaxed);
                 if before != faulted {
                     tracing::warn!(
@@ -115,14 +115,10 @@ impl DatabaseHealth {
                 }
                 Err(err) => {
                     if let Some(fault) = StorageFault::of(&err) {
-                        self.state.store(STORAGE + index(fault) as u8, Ordering::Relaxed);
+                        self.state.store(STORAGE + fault as u8, Ordering::Relaxed);
                     }
                 }
             }
         }
     }
-}
-
-fn index(fault: StorageFault) -> usize {
-    StorageFault::ALL.iter().position(|f| *f == fault).unwrap_or_default()
 }
