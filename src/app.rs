@@ -1,14 +1,14 @@
 //! What each subcommand does, so `main` only parses and dispatches.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
 
 use crate::{
     auth::{ClaimRules, Jwks, JwtKeys},
-    config::{Config, JwtSecret, TokenKeys},
-    db::{self, StatementCounter},
+    config::{Config, DatabaseConfig, JwtSecret, TokenKeys},
+    db::{self, Access, StatementCounter},
     error::StorageFault,
     http, live,
     service::demo,
@@ -22,7 +22,7 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Connects and applies pending migrations, on a pool of its own: the
 /// requests' pool bounds statements, and a migration may rightly take long.
-pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnection> {
+pub async fn connect_and_migrate(config: &DatabaseConfig) -> AppResult<DatabaseConnection> {
     db::check_writable(&config.database_url)?;
     // Released when this returns: the next waiting process migrates then.
     let _turn = db::migrating(&config.database_url).await?;
@@ -48,15 +48,42 @@ pub async fn connect_and_migrate(config: &Config) -> AppResult<DatabaseConnectio
 /// The requests' pool, and a one-connection pool for `/readyz`, so that a
 /// busy request pool never reads as an unreachable database.
 async fn connect_for_requests(
-    config: &Config,
+    config: &DatabaseConfig,
     timeouts: db::DbTimeouts,
+    access: Access,
+    file: Option<&Arc<db::FileWatch>>,
 ) -> AppResult<(DatabaseConnection, DatabaseConnection)> {
     let url = &config.database_url;
     let cannot = |err: sea_orm::DbErr| format!("cannot connect to {}: {err}", redacted(url));
-    let requests =
-        db::connect_for_requests(url, config.db_max_connections, timeouts).await.map_err(cannot)?;
-    let readiness = db::connect_for_requests(url, 1, timeouts).await.map_err(cannot)?;
+    let connect = |max| db::connect_for_requests(url, max, timeouts, access, file.cloned());
+    let requests = connect(config.db_max_connections).await.map_err(cannot)?;
+    let readiness = connect(1).await.map_err(cannot)?;
     Ok((requests, readiness))
+}
+
+/// Readies the database for a server of `access`: a writing one migrates
+/// it and takes the SQLite file's serving lock (held until the returned
+/// value drops); a read-only one only checks that its schema is current.
+async fn prepare_database(config: &Config, access: Access) -> AppResult<Option<db::ServingLock>> {
+    let url = &config.database.database_url;
+    if access == Access::ReadOnly {
+        let pending = db::pending_migrations(url)
+            .await
+            .map_err(|err| format!("cannot read the schema of {}: {err}", redacted(url)))?;
+        if pending > 0 {
+            return Err(format!(
+                "READ_ONLY: the database at {} lacks {pending} migration(s) this build needs, \
+                 and a read-only server applies none: run `deployql migrate` first",
+                redacted(url)
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    connect_and_migrate(&config.database).await?.close().await.ok();
+    // Held until the server stops: a second server on the file, having
+    // taken its turn to migrate (nothing left to do), is refused here.
+    Ok(db::ServingLock::take(url, config.listen_addr)?)
 }
 
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
@@ -71,7 +98,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
                  JWKS_URL or JWT_PUBLIC_KEY_FILE for an identity provider's tokens, or pass \
                  --dev (DEV_MODE=true) to run dev mode, with demo data and a printed token, \
                  against this database",
-                redacted(&config.database_url)
+                redacted(&config.database.database_url)
             )
             .into());
         }
@@ -79,20 +106,30 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     };
     // A JWKS loads beside the migrations; `/readyz` waits for its keys.
     let configured_keys = configured_keys(token_keys)?;
-    connect_and_migrate(&config).await?.close().await.ok();
-    // Held until the server stops: a second server on the file, having
-    // taken its turn to migrate (nothing left to do), is refused here.
-    let _serving = db::ServingLock::take(&config.database_url, config.listen_addr)?;
+    let (access, config) = if config.read_only {
+        let mut config = config;
+        config.database.database_url = db::for_reading(&config.database.database_url);
+        (Access::ReadOnly, config)
+    } else {
+        (Access::ReadWrite, config)
+    };
+    let _serving = prepare_database(&config, access).await?;
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,
         statement: config.db_statement_timeout,
     };
-    let (mut db, readiness) = connect_for_requests(&config, timeouts).await?;
+    // A writing server on a SQLite file stops writing while the file is read-only.
+    let file = match access {
+        Access::ReadWrite => db::FileWatch::start(&config.database.database_url),
+        Access::ReadOnly => None,
+    };
+    let (mut db, readiness) =
+        connect_for_requests(&config.database, timeouts, access, file.as_ref()).await?;
     let statements = StatementCounter::new(metrics);
     statements.install(&mut db);
     let (keys, demo_token) = match configured_keys {
         Some(keys) => (keys, None),
-        None => dev_mode(&db).await?,
+        None => dev_mode(&db, access).await?,
     };
     let rules =
         ClaimRules::new(&config.jwt_issuer, &config.jwt_audience, config.jwt_user_claim.clone());
@@ -106,13 +143,15 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .with_database_timeouts(timeouts, readiness)
         .with_limits(config.limits())
         .with_change_reader()
+        .with_access(access, file)
         .with_cors(&config.cors_allowed_origins, dev)
         .with_metrics_access(metrics_access(&config, dev));
-    let (url, feed) = (config.database_url.clone(), state.feed.clone());
+    let (url, feed) = (config.database.database_url.clone(), state.feed.clone());
     if state.db.get_database_backend() == DbBackend::Postgres {
-        tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval));
+        tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval, access));
     } else {
-        tokio::spawn(live::sqlite_capture::read_changes(url, feed, config.live_poll_interval));
+        let read = live::sqlite_capture::read_changes(url, feed, config.live_poll_interval, access);
+        tokio::spawn(read);
     }
     tracing::info!(%addr, "deployql listening; GraphiQL at http://{addr}/graphql");
     if let Some(token) = demo_token {
@@ -122,7 +161,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         println!("Demo user {}; for curl and other clients:", demo::DEMO_USER);
         println!("export TOKEN={token}\n");
     }
-    let metrics_listener = match config.telemetry.metrics_addr {
+    let metrics_listener = match config.metrics_addr {
         Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
         None => None,
     };
@@ -144,11 +183,11 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
 /// METRICS_TOKEN, its bearers; otherwise nobody (Prometheus scrapes
 /// METRICS_ADDR instead, or nothing does).
 fn metrics_access(config: &Config, dev: bool) -> http::MetricsAccess {
-    match &config.telemetry.metrics_token {
+    match &config.metrics_token {
         _ if dev => http::MetricsAccess::Open,
         Some(token) => http::MetricsAccess::Token(token.clone()),
         None => {
-            if config.telemetry.metrics_addr.is_none() {
+            if config.metrics_addr.is_none() {
                 tracing::info!(
                     "/metrics is off: set METRICS_ADDR (a listener of its own, e.g. 0.0.0.0:9100) \
                      or METRICS_TOKEN (bearer token for /metrics on this port) to scrape it"
@@ -200,13 +239,13 @@ fn configured_keys(token_keys: TokenKeys<'_>) -> AppResult<Option<JwtKeys>> {
 }
 
 /// No JWT_SECRET: a random secret for this run, demo data, and a demo token.
-async fn dev_mode(db: &DatabaseConnection) -> AppResult<(JwtKeys, Option<String>)> {
+async fn dev_mode(db: &DatabaseConnection, access: Access) -> AppResult<(JwtKeys, Option<String>)> {
     tracing::warn!(
         "JWT_SECRET is not set: dev mode with a random secret for this run; \
          set JWT_SECRET (at least 32 bytes) in production"
     );
     let keys = JwtKeys::new(&JwtSecret::random()?);
-    if demo::seed_if_empty(db).await? {
+    if access == Access::ReadWrite && demo::seed_if_empty(db).await? {
         tracing::info!(user = %demo::DEMO_USER, "inserted demo deployments into the empty database");
     }
     let token = keys.mint(demo::DEMO_USER, DEMO_TOKEN_TTL)?;
@@ -217,8 +256,8 @@ async fn dev_mode(db: &DatabaseConnection) -> AppResult<(JwtKeys, Option<String>
 fn read_only(url: &str, err: &sea_orm::DbErr) -> String {
     format!(
         "the database {} is read-only ({err}): make the file and its directory writable by \
-         this user (SQLite writes the file and its -wal and -shm files beside it), or point \
-         DATABASE_URL at a primary",
+         this user (SQLite writes the file and its -wal and -shm files beside it), point \
+         DATABASE_URL at a primary, or serve it read-only with READ_ONLY=true",
         redacted(url)
     )
 }

@@ -12,21 +12,44 @@ pub use self::telemetry::{LogFormat, MetricsToken, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
 /// deployql: the deployment-status GraphQL API.
+///
+/// Without a command, `deployql [OPTIONS]` is `deployql serve [OPTIONS]`;
+/// each command's `--help` lists the options it reads.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, reading options given without a
+    /// command as `serve`'s (`cargo run --release -- --dev`).
+    pub fn from_env() -> Self {
+        Self::parse_from(with_default_command(std::env::args_os().collect()))
+    }
+}
+
+/// `args` with `serve` inserted when they name no command: none at all, or
+/// an option other than the top level's own (help and version).
+fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let top_level = ["-h", "--help", "-V", "--version"];
+    let names_command = args.get(1).is_some_and(|first| {
+        let first = first.to_string_lossy();
+        !first.starts_with('-') || top_level.contains(&first.as_ref())
+    });
+    if !names_command {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply pending migrations and serve the API (the default).
-    Serve,
+    Serve(Box<Config>),
     /// Apply pending migrations and exit.
-    Migrate,
+    Migrate(MigrateConfig),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
     /// Mint an HS256 bearer token for a user, signed with JWT_SECRET.
@@ -37,140 +60,195 @@ pub enum Command {
         /// How long the token is valid: a number with a unit, s, m, h or d.
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
+        #[command(flatten)]
+        keys: KeysConfig,
     },
 }
 
+/// What `deployql migrate` reads.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Config {
+pub struct MigrateConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// The database, as `serve` and `migrate` open it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
     /// Database URL: `sqlite://FILE?mode=rwc` (embedded) or `postgres://...`.
-    #[arg(long, env, global = true, default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env, default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// Dev mode (a random secret for this run, demo data, the token in
-    /// GraphiQL) on a database other than the default SQLite file. Without
-    /// JWT_SECRET, dev mode is otherwise only for the default database.
-    #[arg(long, env = "DEV_MODE", global = true)]
-    pub dev: bool,
+    /// Largest number of pooled database connections; default twice the CPU count
+    /// (a larger pool only queues work inside Postgres; see BENCHMARKS.md).
+    #[arg(long, env, default_value_t = default_pool_size(),
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_max_connections: u32,
+}
+
+/// Where the keys that sign or verify tokens come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeysConfig {
     /// HS256 signing secret, at least 32 bytes, for tokens minted by whoever
     /// shares it. Unset, with no provider key either: dev mode.
-    #[arg(long, env, global = true, value_parser = JwtSecret::parse, hide_env_values = true,
+    #[arg(long, env, value_parser = JwtSecret::parse, hide_env_values = true,
           conflicts_with_all = ["jwt_public_key_file", "jwks_url"])]
     pub jwt_secret: Option<JwtSecret>,
     /// An identity provider's PEM public key (RSA, EC P-256/P-384 or
     /// Ed25519); the key's type fixes the algorithm (RS256, ES256/ES384, EdDSA).
-    #[arg(long, env, global = true, conflicts_with = "jwks_url")]
+    #[arg(long, env, conflicts_with = "jwks_url")]
     pub jwt_public_key_file: Option<PathBuf>,
     /// An identity provider's JWKS: `https://...`, `http://localhost...`, or
     /// `file:///path`; keys are chosen by the token's `kid` and refreshed.
-    #[arg(long, env, global = true, value_parser = JwksUrl::parse)]
+    #[arg(long, env, value_parser = JwksUrl::parse)]
     pub jwks_url: Option<JwksUrl>,
+}
+
+impl KeysConfig {
+    /// The one source of keys configured.
+    pub fn token_keys(&self) -> Result<TokenKeys<'_>, String> {
+        Ok(match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwks_url) {
+            (Some(secret), None, None) => TokenKeys::Secret(secret),
+            (None, Some(path), None) => TokenKeys::PublicKeyFile(path),
+            (None, None, Some(url)) => TokenKeys::Jwks(url),
+            (None, None, None) => TokenKeys::Unset,
+            _ => return Err("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWKS_URL".into()),
+        })
+    }
+}
+
+/// What `deployql serve` reads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// How long a request waits for a database connection before it fails
+    /// with SERVICE_UNAVAILABLE (a down database fails requests fast).
+    #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+    /// Longest SQL statement: Postgres' statement_timeout, SQLite's busy
+    /// timeout; past it the request fails with SERVICE_UNAVAILABLE.
+    #[arg(long, env, default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// Serve reads only: mutations answer `READ_ONLY_MODE`, nothing is
+    /// written (no migrations: the schema must be up to date), and a SQLite
+    /// file is opened read-only, so a read-only file or a second process
+    /// beside the one that writes can serve it.
+    #[arg(long, env)]
+    pub read_only: bool,
+    /// Dev mode (a random secret for this run, demo data, the token in
+    /// GraphiQL) on a database other than the default SQLite file. Without
+    /// JWT_SECRET, dev mode is otherwise only for the default database.
+    #[arg(long, env = "DEV_MODE")]
+    pub dev: bool,
+    #[command(flatten)]
+    pub keys: KeysConfig,
     /// Accepted `iss` values, comma-separated; required with a provider key.
-    #[arg(long, env, global = true, value_delimiter = ',')]
+    #[arg(long, env, value_delimiter = ',')]
     pub jwt_issuer: Vec<String>,
     /// Accepted `aud` values (one must be in the token's), comma-separated;
     /// required with a provider key.
-    #[arg(long, env, global = true, value_delimiter = ',')]
+    #[arg(long, env, value_delimiter = ',')]
     pub jwt_audience: Vec<String>,
     /// The claim holding the user's id (a UUID): a top-level claim's name,
     /// or, starting with `/`, a JSON Pointer into nested claims.
-    #[arg(long, env, global = true, default_value = "sub", value_parser = UserClaim::parse)]
+    #[arg(long, env, default_value = "sub", value_parser = UserClaim::parse)]
     pub jwt_user_claim: UserClaim,
     /// Address the HTTP server listens on.
-    #[arg(long, env, global = true, default_value = "127.0.0.1:8000")]
+    #[arg(long, env, default_value = "127.0.0.1:8000")]
     pub listen_addr: SocketAddr,
-    /// Largest number of pooled database connections; default twice the CPU count
-    /// (a larger pool only queues work inside Postgres; see BENCHMARKS.md).
-    #[arg(long, env, global = true, default_value_t = default_pool_size(),
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub db_max_connections: u32,
     /// GraphQL requests executed at once; more wait, unread, for a slot
     /// (bounds memory under load; see BENCHMARKS.md).
-    #[arg(long, env, global = true, default_value_t = DEFAULT_MAX_IN_FLIGHT,
+    #[arg(long, env, default_value_t = DEFAULT_MAX_IN_FLIGHT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
     /// Clock skew tolerated on a token's `exp` and `nbf`, in seconds (0 allowed);
     /// a WebSocket is closed once its token's `exp` plus this has passed.
-    #[arg(long, env, global = true, default_value_t = 60)]
+    #[arg(long, env, default_value_t = 60)]
     pub jwt_leeway_secs: u64,
     /// Browser origins allowed to call /graphql, comma-separated
     /// (`https://app.example.com,http://localhost:5173`), or `*` for any.
     /// Empty: no cross-origin access (dev mode allows http://localhost:* and
     /// http://127.0.0.1:*).
-    #[arg(long, env, global = true, value_delimiter = ',', value_parser = parse_origin)]
+    #[arg(long, env, value_delimiter = ',', value_parser = parse_origin)]
     pub cors_allowed_origins: Vec<String>,
     /// SQL statements one request (a batch in total) may run, estimated before
     /// it runs: each root lookup or page is one, `totalCount` one more, a
     /// mutation its writes plus one per relation in its payload.
-    #[arg(long, env, global = true, default_value_t = DEFAULT_STATEMENTS_PER_REQUEST,
+    #[arg(long, env, default_value_t = DEFAULT_STATEMENTS_PER_REQUEST,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_statements_per_request: u64,
     /// GraphQL requests of one user executed at once; default a quarter of
     /// MAX_IN_FLIGHT and at most a quarter of the pool, so one user cannot
     /// take every slot or every connection.
-    #[arg(long, env, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight_per_user: Option<u64>,
     /// How long a request waits for a slot before a 503 (or a 429 when its
     /// user already runs their share): fail fast so clients can retry.
-    #[arg(long, env, global = true, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
     pub queue_timeout: Duration,
     /// A request body must arrive within this, else 408.
-    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
     /// A request head must arrive within this; a kept-alive connection
     /// waiting for its next request is closed after it too.
-    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// Open connections at most; beyond, new ones are closed at once.
-    #[arg(long, env, global = true, default_value_t = 10_000,
+    #[arg(long, env, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
-    /// How long a request waits for a database connection before it fails
-    /// with SERVICE_UNAVAILABLE (a down database fails requests fast).
-    #[arg(long, env, global = true, default_value = "2s", value_parser = parse_duration)]
-    pub db_acquire_timeout: Duration,
-    /// Longest SQL statement: Postgres' statement_timeout, SQLite's busy
-    /// timeout; past it the request fails with SERVICE_UNAVAILABLE.
-    #[arg(long, env, global = true, default_value = "5s", value_parser = parse_duration)]
-    pub db_statement_timeout: Duration,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish.
-    #[arg(long, env, global = true, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
     /// Largest request body (and WebSocket message), in bytes.
-    #[arg(long, env, global = true, default_value_t = Limits::default().body_bytes,
+    #[arg(long, env, default_value_t = Limits::default().body_bytes,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_body_bytes: usize,
     /// Operations in one batched (JSON array) request.
-    #[arg(long, env, global = true, default_value_t = Limits::default().batch,
+    #[arg(long, env, default_value_t = Limits::default().batch,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_batch: usize,
     /// How long a new WebSocket may take to send `connection_init`.
-    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
     pub ws_init_timeout: Duration,
     /// How often the server pings each open WebSocket (a ping frame, which
     /// browsers and WebSocket libraries answer by themselves).
-    #[arg(long, env, global = true, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "15s", value_parser = parse_duration)]
     pub ws_ping_interval: Duration,
     /// How long after a ping a socket may stay silent before it is closed
     /// (1001) and its subscriptions are released: a client that vanished.
-    #[arg(long, env, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "10s", value_parser = parse_duration)]
     pub ws_pong_timeout: Duration,
     /// A subscription sends at most one message per interval; a burst of
     /// changes within it is coalesced (the last state always arrives).
-    #[arg(long, env, global = true, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "100ms", value_parser = parse_duration)]
     pub live_coalesce_interval: Duration,
     /// How often each instance reads the change log (Postgres): the
     /// longest a change waits before its subscribers' refetch starts.
-    #[arg(long, env, global = true, default_value = "20ms", value_parser = parse_duration)]
+    #[arg(long, env, default_value = "20ms", value_parser = parse_duration)]
     pub live_poll_interval: Duration,
     /// Subscriptions one user may run on this instance.
-    #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions_per_user,
+    #[arg(long, env, default_value_t = Limits::default().subscriptions_per_user,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_subscriptions_per_user: usize,
     /// Subscriptions this instance runs in all (memory: see BENCHMARKS.md).
-    #[arg(long, env, global = true, default_value_t = Limits::default().subscriptions,
+    #[arg(long, env, default_value_t = Limits::default().subscriptions,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_subscriptions: usize,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    /// Outside dev mode, `/metrics` on the API's listener answers only
+    /// requests with `Authorization: Bearer <METRICS_TOKEN>` (at least 16
+    /// bytes). Unset, and without METRICS_ADDR: no `/metrics` there (404).
+    #[arg(long, env = "METRICS_TOKEN", value_parser = MetricsToken::parse,
+          hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+    /// A listener of its own serving only `/metrics`, without a token, for a
+    /// Prometheus inside the cluster (e.g. `0.0.0.0:9100`).
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A browser origin as browsers send it: `scheme://host[:port]`, or `*`.
@@ -307,15 +385,7 @@ impl Config {
     /// applications, so with one both the issuer and the audience must be
     /// pinned; clap has already refused more than one way.
     pub fn token_keys(&self) -> Result<TokenKeys<'_>, String> {
-        let keys = match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwks_url) {
-            (Some(secret), None, None) => TokenKeys::Secret(secret),
-            (None, Some(path), None) => TokenKeys::PublicKeyFile(path),
-            (None, None, Some(url)) => TokenKeys::Jwks(url),
-            (None, None, None) => TokenKeys::Unset,
-            _ => {
-                return Err("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWKS_URL".into());
-            }
-        };
+        let keys = self.keys.token_keys()?;
         let blank = |values: &[String]| values.iter().all(|value| value.trim().is_empty());
         if keys.is_public_key() && blank(&self.jwt_issuer) {
             return Err("JWT_ISSUER is required with JWT_PUBLIC_KEY_FILE or JWKS_URL: set it to \
@@ -333,10 +403,8 @@ impl Config {
     /// Whether this configuration runs dev mode: asked for, or nothing to
     /// verify tokens with on the default SQLite file.
     pub fn dev_mode(&self) -> bool {
-        let no_keys = self.jwt_secret.is_none()
-            && self.jwt_public_key_file.is_none()
-            && self.jwks_url.is_none();
-        no_keys && (self.dev || self.database_url == DEFAULT_DATABASE_URL)
+        matches!(self.keys.token_keys(), Ok(TokenKeys::Unset))
+            && (self.dev || self.database.database_url == DEFAULT_DATABASE_URL)
     }
 
     /// The limits this configuration sets.
@@ -370,7 +438,8 @@ impl Config {
             self.max_in_flight_per_user.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         configured.unwrap_or_else(|| {
             let quarter = usize::try_from(self.max_in_flight / 4).unwrap_or(usize::MAX);
-            let quarter_pool = usize::try_from(self.db_max_connections / 4).unwrap_or(usize::MAX);
+            let quarter_pool =
+                usize::try_from(self.database.db_max_connections / 4).unwrap_or(usize::MAX);
             quarter.min(quarter_pool).max(1)
         })
     }
@@ -418,6 +487,49 @@ pub fn parse_ttl(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        list.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn options_without_a_command_are_serves() {
+        let with_default = |list: &[&str]| with_default_command(args(list));
+        assert_eq!(with_default(&["deployql"]), args(&["deployql", "serve"]));
+        assert_eq!(with_default(&["deployql", "--dev"]), args(&["deployql", "serve", "--dev"]));
+        assert_eq!(with_default(&["deployql", "--help"]), args(&["deployql", "--help"]));
+        assert_eq!(with_default(&["deployql", "-V"]), args(&["deployql", "-V"]));
+        assert_eq!(with_default(&["deployql", "schema"]), args(&["deployql", "schema"]));
+        let cli = Cli::try_parse_from(with_default(&["deployql", "--read-only"])).expect("parses");
+        assert!(matches!(cli.command, Command::Serve(config) if config.read_only));
+    }
+
+    /// The long options `command`'s `--help` lists.
+    fn options_of(command: &str) -> Vec<String> {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(command).expect("a command");
+        sub.get_arguments().filter_map(|arg| arg.get_long().map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn each_command_lists_only_the_options_it_reads() {
+        assert_eq!(options_of("schema"), Vec::<String>::new());
+        assert_eq!(
+            options_of("token"),
+            ["user", "ttl", "jwt-secret", "jwt-public-key-file", "jwks-url"].map(String::from)
+        );
+        let migrate = options_of("migrate");
+        assert!(migrate.contains(&"database-url".to_owned()), "{migrate:?}");
+        assert!(migrate.contains(&"log-format".to_owned()), "{migrate:?}");
+        for serve_only in ["listen-addr", "jwt-secret", "metrics-token", "db-statement-timeout"] {
+            assert!(!migrate.contains(&serve_only.to_owned()), "{serve_only} in {migrate:?}");
+        }
+        let serve = options_of("serve");
+        for option in ["listen-addr", "database-url", "jwt-secret", "metrics-addr", "read-only"] {
+            assert!(serve.contains(&option.to_owned()), "{option} not in {serve:?}");
+        }
+    }
 
     #[test]
     fn ttl_accepts_each_unit() {

@@ -42,6 +42,8 @@ pub mod codes {
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// This user already runs as many subscriptions on the server as allowed.
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+    /// A mutation sent to a server that serves reads only (`READ_ONLY=true`).
+    pub const READ_ONLY_MODE: &str = "READ_ONLY_MODE";
 
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).
@@ -101,6 +103,11 @@ pub enum ApiError {
     /// timeouts, or busy; the request may simply be retried.
     #[error("the database is unavailable; retry shortly")]
     Unavailable(Arc<DbErr>),
+    /// `SERVICE_UNAVAILABLE` with `extensions.reason`: the storage takes no
+    /// writes now (a SQLite file made read-only while the server runs);
+    /// the mutation may be retried.
+    #[error("the database takes no writes now ({}); retry shortly", .0.reason())]
+    NoWrites(StorageFault),
     /// `SERVICE_UNAVAILABLE`: the identity provider's signing keys have not
     /// loaded yet, so no token can be verified; the request may be retried.
     #[error("the identity provider's signing keys are not loaded yet; retry shortly")]
@@ -113,6 +120,10 @@ pub enum ApiError {
     /// `MAX_SUBSCRIPTIONS`); the request may be retried, here or elsewhere.
     #[error("{0}")]
     Busy(String),
+    /// `READ_ONLY_MODE`: this server serves reads only (`READ_ONLY=true`);
+    /// the mutation must go to a server that writes.
+    #[error("this server is read-only (READ_ONLY=true): send mutations to a server that writes")]
+    ReadOnlyMode,
     /// `INTERNAL_SERVER_ERROR`: the cause is logged, the client sees a generic message.
     #[error("internal server error")]
     Internal(Arc<DbErr>),
@@ -125,10 +136,11 @@ impl ApiError {
             Self::DeploymentNotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
-            Self::Unavailable(_) | Self::KeysUnavailable | Self::Busy(_) => {
+            Self::Unavailable(_) | Self::NoWrites(_) | Self::KeysUnavailable | Self::Busy(_) => {
                 codes::SERVICE_UNAVAILABLE
             }
             Self::TooManySubscriptions(_) => codes::TOO_MANY_SUBSCRIPTIONS,
+            Self::ReadOnlyMode => codes::READ_ONLY_MODE,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -279,6 +291,9 @@ impl ErrorExtensions for ApiError {
             if let Self::Unavailable(err) = self
                 && let Some(fault) = StorageFault::of(err)
             {
+                ext.set("reason", fault.reason());
+            }
+            if let Self::NoWrites(fault) = self {
                 ext.set("reason", fault.reason());
             }
         })

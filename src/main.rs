@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use deployql::{
     app,
     auth::{JwtKeys, MintError},
-    config::{Cli, Command, TokenKeys},
+    config::{Cli, Command, TelemetryConfig, TokenKeys},
     graphql,
     telemetry::{self, Metrics},
 };
@@ -16,24 +15,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let metrics = Metrics::new();
-    let dev = cli.config.dev_mode();
-    let telemetry = match telemetry::init(&cli.config.telemetry, dev, &metrics) {
-        Ok(telemetry) => telemetry,
-        Err(err) => {
-            eprintln!("deployql: {err}");
-            return ExitCode::FAILURE;
+    let result = match Cli::from_env().command {
+        Command::Serve(config) => {
+            let metrics = Metrics::new();
+            let dev = config.dev_mode();
+            with_telemetry(
+                &config.telemetry.clone(),
+                dev,
+                &metrics,
+                app::serve(*config, metrics.clone()),
+            )
+            .await
         }
-    };
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => app::serve(cli.config, metrics).await,
-        Command::Migrate => app::connect_and_migrate(&cli.config).await.map(|_| ()),
+        Command::Migrate(config) => {
+            let migrate = async { app::connect_and_migrate(&config.database).await.map(|_| ()) };
+            with_telemetry(&config.telemetry, false, &Metrics::new(), migrate).await
+        }
         Command::Schema => {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Token { user, ttl } => match cli.config.token_keys() {
+        Command::Token { user, ttl, keys } => match keys.token_keys() {
             Ok(TokenKeys::Secret(secret)) => JwtKeys::new(secret)
                 .mint(user, ttl)
                 .map(|token| println!("{token}"))
@@ -47,7 +49,6 @@ async fn main() -> ExitCode {
             Err(err) => Err(err.into()),
         },
     };
-    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -55,4 +56,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `work` with logging and traces installed, and flushes them after.
+async fn with_telemetry(
+    config: &TelemetryConfig,
+    dev: bool,
+    metrics: &Metrics,
+    work: impl Future<Output = app::AppResult<()>>,
+) -> app::AppResult<()> {
+    let telemetry = telemetry::init(config, dev, metrics)?;
+    let result = work.await;
+    telemetry.shutdown().await;
+    result
 }

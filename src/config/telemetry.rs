@@ -2,7 +2,7 @@
 //! The OpenTelemetry variables keep their standard names, so an operator's
 //! existing deployment manifests apply as they are.
 
-use std::{fmt, net::SocketAddr};
+use std::fmt;
 
 use clap::ValueEnum;
 
@@ -10,44 +10,28 @@ use clap::ValueEnum;
 pub struct TelemetryConfig {
     /// Log lines as `text` (for a terminal) or `json` (one object per line,
     /// for a log pipeline). Default: text in dev mode, json otherwise.
-    #[arg(long, env, global = true)]
+    #[arg(long, env)]
     pub log_format: Option<LogFormat>,
     /// Where traces go (OTLP over HTTP/protobuf), e.g. `http://collector:4318`;
     /// `/v1/traces` is appended. Unset: no traces, and no cost.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true, value_parser = parse_endpoint)]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_endpoint)]
     pub otlp_endpoint: Option<String>,
     /// The full traces URL, used as is; takes precedence over the endpoint.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", global = true, value_parser = parse_endpoint)]
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_parser = parse_endpoint)]
     pub otlp_traces_endpoint: Option<String>,
     /// The `service.name` of every span.
-    #[arg(long, env = "OTEL_SERVICE_NAME", global = true, default_value = "deployql")]
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "deployql")]
     pub otel_service_name: String,
     /// Which requests are traced: `parentbased_always_on` (every request,
     /// unless an incoming `traceparent` says it is not sampled),
     /// `parentbased_traceidratio`, `traceidratio`, `always_on`,
     /// `parentbased_always_off` or `always_off`.
-    #[arg(
-        long,
-        env = "OTEL_TRACES_SAMPLER",
-        global = true,
-        value_enum,
-        default_value = "parentbased_always_on"
-    )]
+    #[arg(long, env = "OTEL_TRACES_SAMPLER", value_enum, default_value = "parentbased_always_on")]
     pub otel_traces_sampler: Sampler,
     /// The ratio (0 to 1) of the `*traceidratio` samplers.
-    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", global = true, default_value_t = 1.0,
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0,
           value_parser = parse_ratio)]
     pub otel_traces_sampler_arg: f64,
-    /// Outside dev mode, `/metrics` on the API's listener answers only
-    /// requests with `Authorization: Bearer <METRICS_TOKEN>` (at least 16
-    /// bytes). Unset, and without METRICS_ADDR: no `/metrics` there (404).
-    #[arg(long, env = "METRICS_TOKEN", global = true, value_parser = MetricsToken::parse,
-          hide_env_values = true)]
-    pub metrics_token: Option<MetricsToken>,
-    /// A listener of its own serving only `/metrics`, without a token, for a
-    /// Prometheus inside the cluster (e.g. `0.0.0.0:9100`).
-    #[arg(long, env = "METRICS_ADDR", global = true)]
-    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The bearer token `/metrics` asks for on the API's listener; never printed.

@@ -2,7 +2,7 @@
 
 mod sqlite_file;
 
-pub use self::sqlite_file::{ServingLock, check_writable, migrating};
+pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading, migrating};
 
 use std::{
     sync::{
@@ -29,16 +29,18 @@ use sea_orm::{
 /// and the driver still counts the transaction open, so every later
 /// "transaction" on that connection would be a savepoint inside one that
 /// never commits, each answered ok and all lost. Such a connection is
-/// closed instead; a fresh one takes its place.
+/// closed instead; a fresh one takes its place. So is a SQLite connection
+/// opened before the file was last seen read-only (see [`FileWatch`]).
 fn settled<C: sea_orm::sqlx::Connection>(
-    connection: &mut C,
-    _: PoolConnectionMetadata,
-) -> futures_util::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
-    let settled = !connection.is_in_transaction();
-    if !settled {
+    connection: &C,
+    metadata: &PoolConnectionMetadata,
+    file: Option<&FileWatch>,
+) -> bool {
+    if connection.is_in_transaction() {
         tracing::debug!("closing a database connection left inside a transaction by an error");
+        return false;
     }
-    Box::pin(std::future::ready(Ok(settled)))
+    !file.is_some_and(|file| file.opened_before_mark(metadata.age))
 }
 
 /// Counts every SQL statement a connection runs, in all (tests and the
@@ -96,7 +98,7 @@ impl Default for DbTimeouts {
 /// Opens a pool on `url` (SQLite or Postgres) for migrations and tools: no
 /// statement timeout, since a migration may rightly take long.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, None).await
+    open(url, max_connections, None, Access::ReadWrite, None).await
 }
 
 /// Opens the pool requests use: every wait on the database is bounded.
@@ -104,14 +106,27 @@ pub async fn connect_for_requests(
     url: &str,
     max_connections: u32,
     timeouts: DbTimeouts,
+    access: Access,
+    file: Option<Arc<FileWatch>>,
 ) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, Some(timeouts)).await
+    open(url, max_connections, Some(timeouts), access, file).await
+}
+
+/// Whether the server writes to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// `READ_ONLY`: a SQLite file is opened read-only, so neither this
+    /// process nor a bug in it can write to it.
+    ReadOnly,
 }
 
 async fn open(
     url: &str,
     max_connections: u32,
     timeouts: Option<DbTimeouts>,
+    access: Access,
+    file: Option<Arc<FileWatch>>,
 ) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     let acquire = timeouts.map_or(Duration::from_secs(5), |t| t.acquire);
@@ -130,21 +145,34 @@ async fn open(
         // the pool's acquire-time histogram (nothing is logged by default).
         .map_sqlx_postgres_pool_opts(|pool| {
             pool.acquire_time_level(log::LevelFilter::Debug)
-                .after_release(settled)
-                .before_acquire(settled)
+                .after_release(|connection, metadata| {
+                    Box::pin(std::future::ready(Ok(settled(connection, &metadata, None))))
+                })
+                .before_acquire(|connection, metadata| {
+                    Box::pin(std::future::ready(Ok(settled(connection, &metadata, None))))
+                })
         })
-        .map_sqlx_sqlite_pool_opts(|pool| {
+        .map_sqlx_sqlite_pool_opts(move |pool| {
+            let (released, acquired) = (file.clone(), file.clone());
             pool.acquire_time_level(log::LevelFilter::Debug)
-                .after_release(settled)
-                .before_acquire(settled)
+                .after_release(move |connection, metadata| {
+                    let keep = settled(connection, &metadata, released.as_deref());
+                    Box::pin(std::future::ready(Ok(keep)))
+                })
+                .before_acquire(move |connection, metadata| {
+                    let keep = settled(connection, &metadata, acquired.as_deref());
+                    Box::pin(std::future::ready(Ok(keep)))
+                })
         })
         // WAL lets readers proceed while a writer commits; the busy timeout makes
-        // concurrent writers wait for the lock instead of failing at once.
+        // concurrent writers wait for the lock instead of failing at once. A
+        // read-only connection leaves the journal mode as the file has it.
         .map_sqlx_sqlite_opts(move |opts| {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(busy)
-                .foreign_keys(true)
+            let opts = match access {
+                Access::ReadWrite => opts.journal_mode(SqliteJournalMode::Wal),
+                Access::ReadOnly => opts.read_only(true).create_if_missing(false),
+            };
+            opts.synchronous(SqliteSynchronous::Normal).busy_timeout(busy).foreign_keys(true)
         });
     if let Some(timeouts) = timeouts {
         let millis = timeouts.statement.as_millis().to_string();
@@ -162,6 +190,22 @@ pub async fn probe_write(db: &DatabaseConnection) -> Result<(), DbErr> {
     let (table, counter) = (migration::WRITE_PROBE.table, migration::WRITE_PROBE.counter);
     let update = format!("UPDATE {table} SET {counter} = {counter} + 1 WHERE id = 1");
     db.execute_unprepared(&update).await.map(|_| ())
+}
+
+/// How many migrations this build has that the database at `url` lacks,
+/// read without writing anything.
+pub async fn pending_migrations(url: &str) -> Result<usize, DbErr> {
+    let db = open(url, 1, None, Access::ReadOnly, None).await?;
+    // Asking the migrator first creates its table, which a read-only
+    // connection cannot: a database without it lacks every migration.
+    let manager = migration::SchemaManager::new(&db);
+    let pending = match manager.has_table("seaql_migrations").await {
+        Ok(true) => Migrator::get_pending_migrations(&db).await.map(|pending| pending.len()),
+        Ok(false) => Ok(Migrator::migrations().len()),
+        Err(err) => Err(err),
+    };
+    db.close().await.ok();
+    pending
 }
 
 /// Applies every pending migration.

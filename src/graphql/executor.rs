@@ -16,7 +16,7 @@ use super::{
     AppSchema, Documents, deployment,
     direct::StatusRead,
     document::{OperationInfo, Prepared},
-    gated, loaders, registry,
+    gated, loaders, mutation, registry,
 };
 use crate::{
     auth::Session,
@@ -37,6 +37,8 @@ pub struct SessionExecutor {
     metrics: Metrics,
     session: Session,
     timeout: Option<std::time::Duration>,
+    /// Where mutations write; none on a read-only server.
+    writes: Option<mutation::Writes>,
 }
 
 impl std::fmt::Debug for SessionExecutor {
@@ -54,7 +56,8 @@ impl SessionExecutor {
         metrics: Metrics,
         session: Session,
     ) -> Self {
-        Self { schema, documents, db, feed, metrics, session, timeout: None }
+        let writes = Some(mutation::Writes { db: db.clone(), file: None });
+        Self { schema, documents, db, feed, metrics, session, timeout: None, writes }
     }
 
     /// Bounds each query or mutation's whole run: past it the client gets
@@ -65,9 +68,20 @@ impl SessionExecutor {
         self
     }
 
+    /// Where mutations write (`None`: they answer `READ_ONLY_MODE`).
+    #[must_use]
+    pub fn with_writes(mut self, writes: Option<mutation::Writes>) -> Self {
+        self.writes = writes;
+        self
+    }
+
     /// Attaches what resolvers need to one operation; the loaders live only
     /// as long as this operation, so their cache never serves another.
     fn prepare(&self, request: Request, scope: &Arc<Scope>) -> Request {
+        let request = match &self.writes {
+            Some(writes) => request.data(writes.clone()),
+            None => request,
+        };
         request
             .data(self.db.clone())
             .data(self.feed.clone())

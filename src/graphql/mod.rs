@@ -28,6 +28,7 @@ use async_graphql::{
 pub use self::{
     document::Documents,
     executor::{Answer, SessionExecutor},
+    mutation::Writes,
 };
 use crate::{config::Limits, error::ApiError};
 

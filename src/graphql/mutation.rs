@@ -1,14 +1,20 @@
 //! Mutations: create, scale and delete deployments. Each answers with the
 //! fresh state so a client cache updates from one round trip.
 
-use async_graphql::{Context, ID, InputObject, Object, Result, ResultExt, SimpleObject};
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputObject, Object, Result, ResultExt, SimpleObject,
+};
 use sea_orm::DatabaseConnection;
 
 use super::{
     deployment::{self, Deployment, parse_id},
     types::Timestamp,
 };
+use std::sync::Arc;
+
 use crate::{
+    db::FileWatch,
+    error::{ApiError, StorageFault},
     ids::UserId,
     live::ChangeFeed,
     service::{
@@ -69,6 +75,26 @@ pub struct DeletedDeployment {
     pub deleted_at: Timestamp,
 }
 
+/// The database mutations write to: in every operation of a server that
+/// writes, in none of a read-only one's (`READ_ONLY=true`).
+#[derive(Clone, Debug)]
+pub struct Writes {
+    pub db: DatabaseConnection,
+    /// A SQLite file's permissions, which may stop writes for a while.
+    pub file: Option<Arc<FileWatch>>,
+}
+
+/// Where this operation's writes go, or why it may not write.
+fn writes<'c>(ctx: &Context<'c>) -> Result<&'c DatabaseConnection> {
+    let Some(writes) = ctx.data_opt::<Writes>() else {
+        return Err(ApiError::ReadOnlyMode.extend());
+    };
+    if writes.file.as_ref().is_some_and(|file| file.is_read_only()) {
+        return Err(ApiError::NoWrites(StorageFault::ReadOnly).extend());
+    }
+    Ok(&writes.db)
+}
+
 /// Changes to your deployments.
 #[derive(Debug, Default)]
 pub struct DeploymentMutation;
@@ -83,7 +109,7 @@ impl DeploymentMutation {
         #[graphql(desc = "The deployment to create.")] input: CreateDeploymentInput,
     ) -> Result<Deployment> {
         let user = ctx.data::<UserId>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = writes(ctx)?;
         let model = mutations::create(db, *user, &input.into()).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(model.id);
         // A new deployment has no replicas yet: no need to count them.
@@ -98,7 +124,7 @@ impl DeploymentMutation {
         #[graphql(desc = "The new target, 0 to 100.")] target_replicas: i32,
     ) -> Result<Deployment> {
         let user = ctx.data::<UserId>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = writes(ctx)?;
         let deployment = parse_id(&id).extend()?;
         let model = mutations::scale(db, *user, deployment, target_replicas).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(deployment.0);
@@ -113,7 +139,7 @@ impl DeploymentMutation {
         #[graphql(desc = "The deployment to delete.")] id: ID,
     ) -> Result<DeletedDeployment> {
         let user = ctx.data::<UserId>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = writes(ctx)?;
         let deployment = parse_id(&id).extend()?;
         let deleted_at = mutations::delete(db, *user, deployment).await.extend()?;
         ctx.data::<ChangeFeed>()?.mutated(deployment.0);

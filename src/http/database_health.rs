@@ -18,7 +18,7 @@ use std::{
 
 use sea_orm::DatabaseConnection;
 
-use crate::error::StorageFault;
+use crate::{db::FileWatch, error::StorageFault};
 
 /// How often a write is tried while the database does not take them.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,6 +42,8 @@ const STORAGE: u8 = 2;
 #[derive(Debug, Default)]
 pub(super) struct DatabaseHealth {
     state: AtomicU8,
+    /// A SQLite file's permissions: no write ends a fault while it is read-only.
+    file: Option<Arc<FileWatch>>,
     /// Operations failed for either reason.
     pub(super) failures: AtomicU64,
     /// Writes refused, by fault (the order of `StorageFault::ALL`).
@@ -49,6 +51,11 @@ pub(super) struct DatabaseHealth {
 }
 
 impl DatabaseHealth {
+    /// Health that also heeds `file`'s permissions (see `db::FileWatch`).
+    pub(super) fn watching(file: Option<Arc<FileWatch>>) -> Self {
+        Self { file, ..Self::default() }
+    }
+
     /// Notes an operation's outcome; a new storage fault starts the probe
     /// that ends it, writing through `db`.
     pub(super) fn record(self: &Arc<Self>, outcome: Outcome, db: &DatabaseConnection) {
@@ -107,6 +114,9 @@ impl DatabaseHealth {
     async fn probe_until_writable(self: Arc<Self>, db: DatabaseConnection) {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
+            if self.file.as_ref().is_some_and(|file| file.is_read_only()) {
+                continue;
+            }
             match crate::db::probe_write(&db).await {
                 Ok(()) => {
                     self.state.store(AVAILABLE, Ordering::Relaxed);

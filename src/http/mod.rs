@@ -19,7 +19,7 @@ pub use self::{
     server::{GoingAway, ServerLimits},
 };
 
-use self::database_health::DatabaseHealth;
+use self::database_health::{DatabaseHealth, Outcome};
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,7 +38,11 @@ use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
-    graphql::{AppSchema, Documents, SessionExecutor, build_schema, build_schema_with, documents},
+    db::{Access, FileWatch},
+    error::StorageFault,
+    graphql::{
+        AppSchema, Documents, SessionExecutor, Writes, build_schema, build_schema_with, documents,
+    },
     live::ChangeFeed,
     telemetry::{Metrics, RequestId},
 };
@@ -72,6 +76,10 @@ pub struct SharedState {
     database: Arc<DatabaseHealth>,
     pub feed: ChangeFeed,
     metrics_access: MetricsAccess,
+    /// Whether this server writes (mutations, and `/readyz`'s write probe).
+    access: Access,
+    /// A served SQLite file's permissions (see `db::FileWatch`).
+    file: Option<Arc<FileWatch>>,
 }
 
 impl AppState {
@@ -108,7 +116,20 @@ impl AppState {
             operation_timeout: None,
             database: Arc::default(),
             metrics_access: MetricsAccess::Open,
+            access: Access::ReadWrite,
+            file: None,
         }))
+    }
+
+    /// Serves reads only when `access` says so: mutations answer
+    /// `READ_ONLY_MODE`, and `/readyz` pings rather than probes a write.
+    #[must_use]
+    pub fn with_access(mut self, access: Access, file: Option<Arc<FileWatch>>) -> Self {
+        let shared = Arc::make_mut(&mut self.0);
+        shared.access = access;
+        shared.database = Arc::new(DatabaseHealth::watching(file.clone()));
+        shared.file = file;
+        self
     }
 
     /// Sets who may read `/metrics` on the API's listener (anyone unless set).
@@ -195,7 +216,7 @@ impl AppState {
 
     /// Runs the operations of `session`.
     fn executor(&self, session: Session) -> SessionExecutor {
-        SessionExecutor::new(
+        let executor = SessionExecutor::new(
             self.schema.clone(),
             self.documents.clone(),
             self.db.clone(),
@@ -203,7 +224,10 @@ impl AppState {
             self.metrics.clone(),
             session,
         )
-        .with_timeout(self.operation_timeout)
+        .with_timeout(self.operation_timeout);
+        let writes = (self.access == Access::ReadWrite)
+            .then(|| Writes { db: self.db.clone(), file: self.file.clone() });
+        executor.with_writes(writes)
     }
 }
 
@@ -285,18 +309,40 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "identity provider keys not loaded")
             .into_response();
     }
+    let file_read_only = state.file.as_ref().is_some_and(|file| file.is_read_only());
     if let Some(fault) = state.database.storage_fault() {
-        let message = format!("database takes no writes: {}", fault.reason());
-        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        return no_writes(fault);
     }
-    match tokio::time::timeout(Duration::from_secs(2), state.readiness.ping()).await {
+    if file_read_only {
+        state.database.record(Outcome::Storage(StorageFault::ReadOnly), &state.db);
+        return no_writes(StorageFault::ReadOnly);
+    }
+    // A writing server is ready when the database takes a write (a full
+    // disk or a primary turned standby do not).
+    let check = async {
+        match state.access {
+            Access::ReadWrite => crate::db::probe_write(&state.readiness).await,
+            Access::ReadOnly => state.readiness.ping().await,
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) if let Some(fault) = StorageFault::of(&err) => {
+            state.database.record(Outcome::Storage(fault), &state.db);
+            no_writes(fault)
+        }
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database timed out").into_response(),
     }
+}
+
+/// `/readyz`'s answer while the database takes no writes.
+fn no_writes(fault: StorageFault) -> Response {
+    let message = format!("database takes no writes: {}", fault.reason());
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 /// A JSON error body as GraphQL clients read it: one error with its

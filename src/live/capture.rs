@@ -32,6 +32,7 @@ use sea_orm::sqlx::{
 use uuid::Uuid;
 
 use super::{Change, ChangeFeed};
+use crate::db::Access;
 
 /// The change log's table.
 pub const LOG: &str = migration::CHANGE_LOG;
@@ -97,8 +98,14 @@ fn read_statement() -> String {
     )
 }
 
-/// Reads the change log into `feed` forever, every `interval`.
-pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Duration) {
+/// Reads the change log into `feed` forever, every `interval`; a writing
+/// server also prunes it.
+pub async fn read_changes(
+    database_url: String,
+    feed: ChangeFeed,
+    interval: Duration,
+    access: Access,
+) {
     let options = match PgConnectOptions::from_str(&database_url) {
         Ok(options) => options.application_name(APPLICATION_NAME),
         Err(err) => {
@@ -136,7 +143,9 @@ pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Dura
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        reader.prune(&pool).await;
+        if access == Access::ReadWrite {
+            reader.prune(&pool).await;
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use sea_orm::sqlx::{
 use uuid::Uuid;
 
 use super::{Change, ChangeFeed};
+use crate::db::Access;
 
 const LOG: &str = migration::CHANGE_LOG;
 /// Rows older than this are deleted (every reader has long read them).
@@ -30,9 +31,16 @@ const BATCH: i64 = 10_000;
 
 /// Reads the change log of the SQLite file at `database_url` into `feed`
 /// every `interval`, for as long as the server runs.
-pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Duration) {
+pub async fn read_changes(
+    database_url: String,
+    feed: ChangeFeed,
+    interval: Duration,
+    access: Access,
+) {
     let options = match SqliteConnectOptions::from_str(&database_url) {
-        Ok(options) => options.busy_timeout(Duration::from_secs(5)),
+        Ok(options) => {
+            options.busy_timeout(Duration::from_secs(5)).read_only(access == Access::ReadOnly)
+        }
         Err(err) => {
             tracing::error!(error = %err, "live updates disabled: bad DATABASE_URL");
             return;
@@ -56,7 +64,9 @@ pub async fn read_changes(database_url: String, feed: ChangeFeed, interval: Dura
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        reader.prune(&pool).await;
+        if access == Access::ReadWrite {
+            reader.prune(&pool).await;
+        }
     }
 }
 

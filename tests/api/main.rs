@@ -54,6 +54,7 @@ mod mutations;
 mod observability;
 mod outside_writers;
 mod provider_tokens;
+mod read_only;
 mod read_path;
 mod relay;
 mod resilience;

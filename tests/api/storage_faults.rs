@@ -28,10 +28,10 @@ const CLIENTS: usize = 8;
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped;
 /// `None` where mounting is not allowed (not root), which fails in CI.
-struct Tmpfs(PathBuf);
+pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
+    pub fn mount(size: &str) -> Option<Self> {
         let dir = std::env::temp_dir().join(format!("deployql-tmpfs-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("mount point");
         let mounted = Command::new("mount")
@@ -240,7 +240,7 @@ async fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_once_space_is
 }
 
 /// Remounts `tmpfs` read-only or read-write.
-fn remount(tmpfs: &Tmpfs, mode: &str) {
+pub fn remount(tmpfs: &Tmpfs, mode: &str) {
     let status = Command::new("mount")
         .args(["-o", &format!("remount,{mode}")])
         .arg(&tmpfs.0)

@@ -19,6 +19,14 @@ impl Drop for KillOnDrop {
 }
 
 /// A port of 127.0.0.1 that nothing listens on (for a server process to take).
+/// Whether this test runs as root (file permissions do not bind it).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
+
 pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
 }
@@ -42,6 +50,24 @@ impl ServerProcess {
 
     /// Starts `binary` (another build of deployql, for a side-by-side benchmark).
     pub async fn start_binary(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_command(&[binary], database_url, env).await
+    }
+
+    /// Starts a server as a user file permissions bind: `nobody` when this
+    /// test runs as root (as in CI), else this test's own user.
+    pub async fn start_unprivileged(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_deployql");
+        if is_root() {
+            let setpriv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+            Self::start_command(&[&setpriv[..], &[binary]].concat(), database_url, env).await
+        } else {
+            Self::start_command(&[binary], database_url, env).await
+        }
+    }
+
+    /// Starts `command` (a program and the arguments before deployql's own).
+    async fn start_command(command: &[&str], database_url: &str, env: &[(&str, &str)]) -> Self {
+        let binary = command;
         let env = [&[("JWT_SECRET", SECRET)], env].concat();
         // The free port can be taken by another test between `free_addr`
         // and the server's bind: then the server exits, and another port is tried.
@@ -78,7 +104,7 @@ impl ServerProcess {
     ) -> (Self, std::process::ChildStderr) {
         let env = [&[("JWT_SECRET", SECRET)], env].concat();
         let binary = env!("CARGO_BIN_EXE_deployql");
-        let mut server = Self::spawn(binary, database_url, &env, std::process::Stdio::piped());
+        let mut server = Self::spawn(&[binary], database_url, &env, std::process::Stdio::piped());
         let stderr = server.child.0.stderr.take().expect("stderr is piped");
         (server, stderr)
     }
@@ -87,18 +113,19 @@ impl ServerProcess {
     /// without a shared secret, logging to `log`, and does not wait for it.
     pub fn spawn_with_log(database_url: &str, env: &[(&str, &str)], log: &std::path::Path) -> Self {
         let log = std::fs::File::create(log).expect("log file");
-        Self::spawn(env!("CARGO_BIN_EXE_deployql"), database_url, env, log.into())
+        Self::spawn(&[env!("CARGO_BIN_EXE_deployql")], database_url, env, log.into())
     }
 
     fn spawn(
-        binary: &str,
+        program: &[&str],
         database_url: &str,
         env: &[(&str, &str)],
         stderr: std::process::Stdio,
     ) -> Self {
         let addr = free_addr();
-        let mut command = std::process::Command::new(binary);
+        let mut command = std::process::Command::new(program[0]);
         command
+            .args(&program[1..])
             .arg("serve")
             .env_remove("JWT_SECRET")
             .env("DATABASE_URL", database_url)
