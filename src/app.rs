@@ -22,27 +22,59 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Connects and applies pending migrations, on a pool of its own: the
 /// requests' pool bounds statements, and a migration may rightly take long.
+/// Processes starting at once take turns (see `db::MigrationTurn`).
 pub async fn connect_and_migrate(config: &DatabaseConfig) -> AppResult<DatabaseConnection> {
-    db::check_writable(&config.database_url)?;
-    // Released when this returns: the next waiting process migrates then.
-    let _turn = db::migrating(&config.database_url).await?;
-    let db = db::connect(&config.database_url, config.db_max_connections)
+    let url = &config.database_url;
+    db::check_writable(url)?;
+    let turn = db::MigrationTurn::take(url).await?;
+    let db = db::connect(url, config.db_max_connections)
         .await
-        .map_err(|err| format!("cannot connect to {}: {err}", redacted(&config.database_url)))?;
-    db::migrate(&db).await.map_err(|err| match StorageFault::of(&err) {
-        Some(StorageFault::ReadOnly) => read_only(&config.database_url, &err),
-        _ => format!("migration failed: {err}"),
-    })?;
+        .map_err(|err| format!("cannot connect to {}: {err}", redacted(url)))?;
+    let state = db::migration_state(&db).await.map_err(|err| format!("migration failed: {err}"))?;
+    if refuse_newer(&state, url)? && !state.pending.is_empty() {
+        db::migrate(&db).await.map_err(|err| match StorageFault::of(&err) {
+            Some(StorageFault::ReadOnly) => read_only(url, &err),
+            _ => format!("migration failed: {err}"),
+        })?;
+    }
+    // The next process waiting migrates now (finding nothing left).
+    turn.end().await;
     // A file that opens but takes no writes would answer every read and
     // fail every mutation: refused here, with the reason.
     if let Err(err) = db::probe_write(&db).await {
         return Err(match StorageFault::of(&err) {
-            Some(StorageFault::ReadOnly) => read_only(&config.database_url, &err),
+            Some(StorageFault::ReadOnly) => read_only(url, &err),
             _ => format!("the database takes no writes: {err}"),
         }
         .into());
     }
     Ok(db)
+}
+
+/// `Ok(true)` when `state` comes from an older release or this one (so
+/// its pending migrations may be applied); `Ok(false)`, with a warning,
+/// when a newer release migrated the database and this build's
+/// migrations are all applied (an old instance during a rolling upgrade
+/// serves on); an error when it is neither.
+fn refuse_newer(state: &db::MigrationState, url: &str) -> AppResult<bool> {
+    if state.unknown.is_empty() {
+        return Ok(true);
+    }
+    if !state.pending.is_empty() {
+        return Err(format!(
+            "the database at {} has migrations this build does not know ({}) and lacks ones \
+             it needs ({}): it was migrated by a different line of releases",
+            redacted(url),
+            state.unknown.join(", "),
+            state.pending.join(", ")
+        )
+        .into());
+    }
+    tracing::warn!(
+        unknown = %state.unknown.join(", "),
+        "a newer release migrated the database: this build applies nothing and serves on"
+    );
+    Ok(false)
 }
 
 /// The requests' pool, and a one-connection pool for `/readyz`, so that a
@@ -62,25 +94,33 @@ async fn connect_for_requests(
 }
 
 /// Readies the database for a server of `access`: a writing one migrates
-/// it and takes the SQLite file's serving lock (held until the returned
-/// value drops); a read-only one only checks that its schema is current.
+/// it (unless MIGRATE_ON_START=false) and takes the SQLite file's serving
+/// lock (held until the returned value drops); the others only check that
+/// its schema has this build's migrations.
 async fn prepare_database(config: &Config, access: Access) -> AppResult<Option<db::ServingLock>> {
     let url = &config.database.database_url;
-    if access == Access::ReadOnly {
-        let pending = db::pending_migrations(url)
+    if access == Access::ReadWrite && config.migrate_on_start {
+        connect_and_migrate(&config.database).await?.close().await.ok();
+    } else {
+        let state = db::migration_state_at(url)
             .await
             .map_err(|err| format!("cannot read the schema of {}: {err}", redacted(url)))?;
-        if pending > 0 {
+        if !state.pending.is_empty() {
+            let why = if config.read_only { "READ_ONLY" } else { "MIGRATE_ON_START=false" };
             return Err(format!(
-                "READ_ONLY: the database at {} lacks {pending} migration(s) this build needs, \
-                 and a read-only server applies none: run `deployql migrate` first",
-                redacted(url)
+                "the database at {} lacks {} migration(s) this build needs ({}), and with {why} \
+                 the server applies none: run `deployql migrate` first",
+                redacted(url),
+                state.pending.len(),
+                state.pending.join(", ")
             )
             .into());
         }
+        refuse_newer(&state, url)?;
+    }
+    if access == Access::ReadOnly {
         return Ok(None);
     }
-    connect_and_migrate(&config.database).await?.close().await.ok();
     // Held until the server stops: a second server on the file, having
     // taken its turn to migrate (nothing left to do), is refused here.
     Ok(db::ServingLock::take(url, config.listen_addr)?)

@@ -137,6 +137,11 @@ pub struct Config {
     /// beside the one that writes can serve it.
     #[arg(long, env)]
     pub read_only: bool,
+    /// Apply pending migrations at start (instances starting at once take
+    /// turns). `false`: apply none, and refuse to start while this build's
+    /// migrations are pending (run `deployql migrate` first).
+    #[arg(long, env, default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
     /// Dev mode (a random secret for this run, demo data, the token in
     /// GraphiQL) on a database other than the default SQLite file. Without
     /// JWT_SECRET, dev mode is otherwise only for the default database.

@@ -1,8 +1,10 @@
 //! Connecting to the database, migrating it, and counting the statements run.
 
+mod migrations;
 mod sqlite_file;
 
-pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading, migrating};
+pub use self::migrations::{MIGRATION_LOCK_KEY, MigrationState, MigrationTurn, migration_state};
+pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading};
 
 use std::{
     sync::{
@@ -192,20 +194,13 @@ pub async fn probe_write(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared(&update).await.map(|_| ())
 }
 
-/// How many migrations this build has that the database at `url` lacks,
-/// read without writing anything.
-pub async fn pending_migrations(url: &str) -> Result<usize, DbErr> {
+/// What the database at `url` applied, read without writing anything
+/// (through a read-only connection on SQLite).
+pub async fn migration_state_at(url: &str) -> Result<MigrationState, DbErr> {
     let db = open(url, 1, None, Access::ReadOnly, None).await?;
-    // Asking the migrator first creates its table, which a read-only
-    // connection cannot: a database without it lacks every migration.
-    let manager = migration::SchemaManager::new(&db);
-    let pending = match manager.has_table("seaql_migrations").await {
-        Ok(true) => Migrator::get_pending_migrations(&db).await.map(|pending| pending.len()),
-        Ok(false) => Ok(Migrator::migrations().len()),
-        Err(err) => Err(err),
-    };
+    let state = migration_state(&db).await;
     db.close().await.ok();
-    pending
+    state
 }
 
 /// Applies every pending migration.

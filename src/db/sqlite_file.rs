@@ -193,7 +193,7 @@ impl ServingLock {
 
 /// Waits for this process's turn to migrate a SQLite file; the turn lasts
 /// until the returned lock drops (`None` for Postgres).
-pub async fn migrating(url: &str) -> Result<Option<File>, String> {
+pub(super) async fn migrating(url: &str) -> Result<Option<File>, String> {
     let Some(path) = sqlite_path(url) else { return Ok(None) };
     let taken = tokio::task::spawn_blocking(move || {
         let file = lock_file(&path, ".migrating")?;

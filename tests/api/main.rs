@@ -50,6 +50,7 @@ mod live_postgres;
 mod live_scale;
 mod logging;
 mod metrics_access;
+mod migrations;
 mod mutations;
 mod observability;
 mod outside_writers;
