@@ -180,7 +180,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     let addr = listener.local_addr()?;
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements.metrics().clone())
         .with_body_read_timeout(config.body_read_timeout)
-        .with_database_timeouts(timeouts, readiness)
+        .with_database_timeouts(config.request_timeout, readiness)
         .with_limits(config.limits())
         .with_change_reader()
         .with_access(access, file)

@@ -189,6 +189,11 @@ pub struct Config {
     /// take every slot or every connection.
     #[arg(long, env, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight_per_user: Option<u64>,
+    /// One deadline per query or mutation, from when it waits for a slot
+    /// to its answer (the slot, a connection, the statements): past it,
+    /// SERVICE_UNAVAILABLE with Retry-After, whatever the database does.
+    #[arg(long, env, default_value = "3s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// How long a request waits for a slot before a 503 (or a 429 when its
     /// user already runs their share): fail fast so clients can retry.
     #[arg(long, env, default_value = "2s", value_parser = parse_duration)]
@@ -420,7 +425,8 @@ impl Config {
             batch: self.max_batch,
             in_flight,
             in_flight_per_user: self.per_user_slots(),
-            queue_timeout: self.queue_timeout,
+            // No wait outlasts the request's deadline.
+            queue_timeout: self.queue_timeout.min(self.request_timeout),
             ws_init_timeout: self.ws_init_timeout,
             ws_ping_interval: self.ws_ping_interval,
             ws_pong_timeout: self.ws_pong_timeout,

@@ -136,7 +136,10 @@ async fn open(
     let busy = timeouts.map_or(Duration::from_secs(10), |t| t.statement);
     options
         .max_connections(max_connections)
-        .min_connections(1)
+        // A request pool keeps every connection open, and replaces one that
+        // closes in the background: a connection opened while the database is
+        // slow spends round trips on its handshakes that no request waits for.
+        .min_connections(if timeouts.is_some() { max_connections } else { 1 })
         .connect_timeout(acquire)
         .acquire_timeout(acquire)
         // A ping before every checkout is a round trip per request; only a
@@ -182,7 +185,28 @@ async fn open(
             opts.options([("statement_timeout", millis.as_str())])
         });
     }
-    Database::connect(options).await
+    let db = Database::connect(options).await?;
+    if timeouts.is_some() {
+        warm(&db, max_connections).await;
+    }
+    Ok(db)
+}
+
+/// Opens the pool's connections before the first request needs them
+/// (afterwards the pool replaces those that close by itself).
+async fn warm(db: &DatabaseConnection, connections: u32) {
+    use futures_util::future::join_all;
+    let count = usize::try_from(connections).unwrap_or(1);
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            drop(join_all((0..count).map(|_| pool.acquire())).await);
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            drop(join_all((0..count).map(|_| pool.acquire())).await);
+        }
+    }
 }
 
 /// Writes one row (migration 6's probe table): `Ok` when the database

@@ -37,6 +37,9 @@ pub struct SessionExecutor {
     metrics: Metrics,
     session: Session,
     timeout: Option<std::time::Duration>,
+    /// When the request was admitted: its timeout counts from here (the
+    /// wait for a slot included); none, from when the operation runs.
+    admitted: Option<Instant>,
     /// Where mutations write; none on a read-only server.
     writes: Option<mutation::Writes>,
 }
@@ -57,15 +60,34 @@ impl SessionExecutor {
         session: Session,
     ) -> Self {
         let writes = Some(mutation::Writes { db: db.clone(), file: None });
-        Self { schema, documents, db, feed, metrics, session, timeout: None, writes }
+        Self {
+            schema,
+            documents,
+            db,
+            feed,
+            metrics,
+            session,
+            timeout: None,
+            admitted: None,
+            writes,
+        }
     }
 
-    /// Bounds each query or mutation's whole run: past it the client gets
-    /// `SERVICE_UNAVAILABLE` (a database that stopped answering), not a hang.
+    /// Bounds each query or mutation (`REQUEST_TIMEOUT`): past it the
+    /// client gets `SERVICE_UNAVAILABLE` (a database that stopped
+    /// answering), not a hang.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The same executor for a request admitted at `at` (before it waited
+    /// for a slot): one deadline covers the slot, the connection and the
+    /// statements.
+    #[must_use]
+    pub fn admitted_at(&self, at: Instant) -> Self {
+        Self { admitted: Some(at), ..self.clone() }
     }
 
     /// Where mutations write (`None`: they answer `READ_ONLY_MODE`).
@@ -117,10 +139,11 @@ impl SessionExecutor {
     /// `work`'s output, or past the operation timeout the answer saying so.
     async fn within_timeout<T>(&self, work: impl Future<Output = T>) -> Result<T, Response> {
         let Some(timeout) = self.timeout else { return Ok(work.await) };
-        tokio::time::timeout(timeout, work).await.map_err(|_| {
+        let spent = self.admitted.map_or(std::time::Duration::ZERO, |at| at.elapsed());
+        tokio::time::timeout(timeout.saturating_sub(spent), work).await.map_err(|_| {
             self.metrics.refused(Refusal::OperationTimeout);
             let err = ApiError::Unavailable(Arc::new(sea_orm::DbErr::Custom(format!(
-                "the operation took longer than {timeout:?}"
+                "the request took longer than its {timeout:?} (REQUEST_TIMEOUT)"
             ))));
             Response::from_errors(vec![coded_error(&err)])
         })

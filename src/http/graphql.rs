@@ -172,12 +172,13 @@ async fn execute(
     media: MediaType,
 ) -> Response {
     // A slot only now: the request is authenticated and read, so waiting
-    // clients hold nothing but their socket.
+    // clients hold nothing but their socket. REQUEST_TIMEOUT counts from here.
+    let admitted = std::time::Instant::now();
     let _slot = match state.slots.acquire(session.user.0).await {
         Ok(slot) => slot,
         Err(refusal) => return refused(refusal),
     };
-    let executor = state.executor(session);
+    let executor = state.executor(session).admitted_at(admitted);
     let answered = match batch {
         BatchRequest::Single(request) => match executor.answer(request).await {
             Answer::Written(body) => {

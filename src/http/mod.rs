@@ -139,16 +139,17 @@ impl AppState {
         self
     }
 
-    /// Bounds each operation by `timeouts` (a connection, then a statement),
-    /// and answers `/readyz` through `readiness`, a pool of its own.
+    /// Bounds each operation by `request_timeout` (a slot, a connection and
+    /// its statements), and answers `/readyz` through `readiness`, a pool of
+    /// its own.
     #[must_use]
     pub fn with_database_timeouts(
         mut self,
-        timeouts: crate::db::DbTimeouts,
+        request_timeout: Duration,
         readiness: DatabaseConnection,
     ) -> Self {
         let shared = Arc::make_mut(&mut self.0);
-        shared.operation_timeout = Some(timeouts.acquire + timeouts.statement);
+        shared.operation_timeout = Some(request_timeout);
         shared.readiness = readiness;
         self
     }

@@ -203,11 +203,12 @@ impl async_graphql::Executor for SlottedExecutor {
         }
         let this = self.clone();
         stream::once(async move {
+            let admitted = std::time::Instant::now();
             let _slot = match this.slots.acquire(this.user).await {
                 Ok(slot) => slot,
                 Err(refusal) => return refusal_response(refusal),
             };
-            this.inner.execute(request).await
+            this.inner.admitted_at(admitted).execute(request).await
         })
         .boxed()
     }

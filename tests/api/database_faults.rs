@@ -127,7 +127,7 @@ async fn a_blackholed_or_slow_database_fails_fast_and_heals() {
     let id = app.insert(user, NewDeployment::default()).await;
     let url = app.database_url();
     let proxy = FaultProxy::start(upstream(&url)).await;
-    let env = [("DB_ACQUIRE_TIMEOUT", "1500ms"), ("DB_STATEMENT_TIMEOUT", "1s")];
+    let env = [("REQUEST_TIMEOUT", "2500ms"), ("DB_STATEMENT_TIMEOUT", "1s")];
     let server = ServerProcess::start_with(&through(&url, proxy.addr), &env).await;
     let token = app.token(user);
     assert_eq!(lookup(&server, &token, id).await.0, 200);
@@ -175,4 +175,45 @@ async fn a_blackholed_or_slow_database_fails_fast_and_heals() {
     // The document was validated by the first lookup: every lookup since,
     // failed or slow, was a status read answered directly.
     assert!(server.metric("deployql_graphql_direct_reads_total").await >= 5);
+}
+
+/// `clients` lookups at once, each by a user of its own.
+async fn at_once(
+    app: &TestApp,
+    server: &ServerProcess,
+    id: Uuid,
+    clients: usize,
+) -> Vec<(u16, Value, Duration)> {
+    let tokens: Vec<String> = (0..clients).map(|_| app.token(Uuid::new_v4())).collect();
+    futures_util::future::join_all(tokens.iter().map(|token| lookup(server, token, id))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_deadline_bounds_every_answer_and_latency_alone_fails_nothing() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let id = app.insert(Uuid::new_v4(), NewDeployment::default()).await;
+    let url = app.database_url();
+    let proxy = FaultProxy::start(upstream(&url)).await;
+    // Default timeouts: REQUEST_TIMEOUT 3 s, the others within it.
+    let server = ServerProcess::start(&through(&url, proxy.addr)).await;
+    assert!(at_once(&app, &server, id, 4).await.iter().all(|(status, ..)| *status == 200));
+
+    proxy.set(BLACKHOLE);
+    for (status, body, took) in at_once(&app, &server, id, 16).await {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(error_code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");
+        // The deadline, and the few milliseconds of writing the answer.
+        assert!(took < Duration::from_millis(3300), "answered after {took:?}");
+    }
+
+    // Half a second added to every round trip, eight clients at once:
+    // slower, and every one served, without a retry.
+    proxy.set(500);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for round in 0..3 {
+        for (status, body, took) in at_once(&app, &server, id, 8).await {
+            assert_eq!(status, 200, "round {round}, after {took:?}: {body}");
+            assert!(took >= Duration::from_millis(500), "{took:?}");
+        }
+    }
 }
