@@ -86,8 +86,9 @@ impl SessionExecutor {
     /// for a slot): one deadline covers the slot, the connection and the
     /// statements.
     #[must_use]
-    pub fn admitted_at(&self, at: Instant) -> Self {
-        Self { admitted: Some(at), ..self.clone() }
+    pub fn admitted_at(mut self, at: Instant) -> Self {
+        self.admitted = Some(at);
+        self
     }
 
     /// Where mutations write (`None`: they answer `READ_ONLY_MODE`).
