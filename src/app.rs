@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -26,19 +26,18 @@ const DEMO_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 pub async fn connect_and_migrate(config: &DatabaseConfig) -> AppResult<DatabaseConnection> {
     let url = &config.database_url;
     db::check_writable(url)?;
-    let turn = db::MigrationTurn::take(url).await?;
+    let _turn = db::MigrationTurn::take(url).await?;
     let db = db::connect(url, config.db_max_connections)
         .await
         .map_err(|err| format!("cannot connect to {}: {err}", redacted(url)))?;
-    let state = db::migration_state(&db).await.map_err(|err| format!("migration failed: {err}"))?;
-    if refuse_newer(&state, url)? && !state.pending.is_empty() {
-        db::migrate(&db).await.map_err(|err| match StorageFault::of(&err) {
-            Some(StorageFault::ReadOnly) => read_only(url, &err),
-            _ => format!("migration failed: {err}"),
-        })?;
-    }
-    // The next process waiting migrates now (finding nothing left).
-    turn.end().await;
+    db::migrate_in_turn(&db, |state| refuse_newer(state, url)).await.map_err(|err| {
+        let db_err = err.downcast_ref::<sea_orm::DbErr>();
+        match db_err.map(|db_err| (db_err, StorageFault::of(db_err))) {
+            Some((db_err, Some(StorageFault::ReadOnly))) => read_only(url, db_err),
+            Some(_) => format!("migration failed: {err}"),
+            None => err.to_string(),
+        }
+    })?;
     // A file that opens but takes no writes would answer every read and
     // fail every mutation: refused here, with the reason.
     if let Err(err) = db::probe_write(&db).await {
@@ -84,10 +83,12 @@ async fn connect_for_requests(
     timeouts: db::DbTimeouts,
     access: Access,
     file: Option<&Arc<db::FileWatch>>,
-) -> AppResult<(DatabaseConnection, DatabaseConnection)> {
+) -> AppResult<(db::Db, db::Db)> {
     let url = &config.database_url;
     let cannot = |err: sea_orm::DbErr| format!("cannot connect to {}: {err}", redacted(url));
-    let connect = |max| db::connect_for_requests(url, max, timeouts, access, file.cloned());
+    let prepared = config.db_prepared_statements;
+    let connect =
+        |max| db::connect_for_requests(url, max, timeouts, access, file.cloned(), prepared);
     let requests = connect(config.db_max_connections).await.map_err(cannot)?;
     let readiness = connect(1).await.map_err(cannot)?;
     Ok((requests, readiness))
@@ -158,6 +159,10 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         acquire: config.db_acquire_timeout,
         statement: config.db_statement_timeout,
     };
+    let url = &config.database.database_url;
+    if config.database.db_prepared_statements && url.starts_with("postgres") {
+        db::refuse_transaction_pooler(url).await?;
+    }
     // A writing server on a SQLite file stops writing while the file is read-only.
     let file = match access {
         Access::ReadWrite => db::FileWatch::start(&config.database.database_url),
@@ -279,7 +284,7 @@ fn configured_keys(token_keys: TokenKeys<'_>) -> AppResult<Option<JwtKeys>> {
 }
 
 /// No JWT_SECRET: a random secret for this run, demo data, and a demo token.
-async fn dev_mode(db: &DatabaseConnection, access: Access) -> AppResult<(JwtKeys, Option<String>)> {
+async fn dev_mode(db: &db::Db, access: Access) -> AppResult<(JwtKeys, Option<String>)> {
     tracing::warn!(
         "JWT_SECRET is not set: dev mode with a random secret for this run; \
          set JWT_SECRET (at least 32 bytes) in production"

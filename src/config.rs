@@ -85,6 +85,12 @@ pub struct DatabaseConfig {
     #[arg(long, env, default_value_t = default_pool_size(),
           value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
+    /// Prepare statements on Postgres (each is parsed and planned once per
+    /// connection). `false` for a transaction pooler (PgBouncer in
+    /// transaction mode): every statement goes as one simple query, and
+    /// nothing is left on a server connection that the next client gets.
+    #[arg(long, env, default_value_t = true, action = clap::ArgAction::Set)]
+    pub db_prepared_statements: bool,
 }
 
 /// Where the keys that sign or verify tokens come from.

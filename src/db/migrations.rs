@@ -2,57 +2,68 @@
 //! that a different release migrated.
 //!
 //! Processes take turns: on SQLite a lock file beside the database (see
-//! `sqlite_file`), on Postgres an advisory lock held by a transaction of
-//! its own (`pg_advisory_xact_lock`), which a transaction pooler keeps for
-//! as long as the transaction lasts, unlike a session's lock. Whoever comes
-//! second waits for the first to commit, then finds nothing left to apply.
+//! `sqlite_file`), on Postgres an advisory lock held by the transaction
+//! that reads the applied migrations and applies the rest
+//! (`pg_advisory_xact_lock`): whoever comes second waits for the first to
+//! commit, then finds nothing left to apply. A transaction's lock is one a
+//! transaction pooler keeps, and so are the statements the migrator
+//! prepares: the whole run stays on one server connection, and those
+//! statements are deallocated before it commits, leaving nothing behind
+//! for the pooler's next client.
 
 use std::collections::HashSet;
 
 use migration::{Migrator, MigratorTrait, SchemaManager};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IntoDatabaseExecutor, TransactionTrait,
+};
 
-use super::{Access, sqlite_file};
+use super::sqlite_file;
 
-/// The advisory lock key of migrations on Postgres: "deployql" in ASCII,
-/// so that an operator finds it in `pg_locks` (`objid` 1870229868, the
-/// lower half).
-pub const MIGRATION_LOCK_KEY: i64 = 0x6465_706c_6f79_716c;
+/// The advisory lock key of migrations on Postgres: "dqlmigra" in ASCII,
+/// so that an operator finds it in `pg_locks` (`objid` 1768387169, the
+/// lower half). The change log's pruner holds "deployql".
+pub const MIGRATION_LOCK_KEY: i64 = 0x6471_6c6d_6967_7261;
 
-/// This process's turn to migrate, until dropped.
+/// A SQLite file's turn to migrate, until dropped (on Postgres the turn is
+/// the migration's own transaction: see [`migrate_in_turn`]).
 #[derive(Debug)]
-pub enum MigrationTurn {
-    /// The lock file of a SQLite database.
-    File(std::fs::File),
-    /// The transaction holding the advisory lock, on a pool of its own (a
-    /// connection that the migrations themselves do not need).
-    Postgres(DatabaseTransaction, DatabaseConnection),
-    /// An in-memory SQLite database: nobody else sees it.
-    Alone,
+pub struct MigrationTurn {
+    _lock: Option<std::fs::File>,
 }
 
 impl MigrationTurn {
     /// Waits for this process's turn to migrate the database at `url`.
     pub async fn take(url: &str) -> Result<Self, String> {
-        if !url.starts_with("postgres") {
-            return Ok(sqlite_file::migrating(url).await?.map_or(Self::Alone, Self::File));
+        if url.starts_with("postgres") {
+            return Ok(Self { _lock: None });
         }
-        let cannot = |err: DbErr| format!("cannot take the migration lock: {err}");
-        let pool = super::open(url, 1, None, Access::ReadWrite, None).await.map_err(cannot)?;
-        let turn = pool.begin().await.map_err(cannot)?;
-        let lock = format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})");
-        turn.execute_unprepared(&lock).await.map_err(cannot)?;
-        Ok(Self::Postgres(turn, pool))
+        sqlite_file::migrating(url).await.map(|lock| Self { _lock: lock })
     }
+}
 
-    /// Ends the turn at once (dropping it ends it too, once the lock's
-    /// connection closes).
-    pub async fn end(self) {
-        if let Self::Postgres(turn, pool) = self {
-            turn.commit().await.ok();
-            pool.close().await.ok();
+/// Applies this build's pending migrations to `db` when `decide`, shown
+/// what the database applied, says so; in this process's turn.
+pub async fn migrate_in_turn<E: From<DbErr>>(
+    db: &DatabaseConnection,
+    decide: impl FnOnce(&MigrationState) -> Result<bool, E>,
+) -> Result<(), E> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        let state = migration_state(db).await?;
+        if decide(&state)? && !state.pending.is_empty() {
+            Migrator::up(db, None).await?;
         }
+        return Ok(());
     }
+    let turn = db.begin().await?;
+    turn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).await?;
+    let state = migration_state(&turn).await?;
+    if decide(&state)? && !state.pending.is_empty() {
+        Migrator::up(&turn, None).await?;
+    }
+    turn.execute_unprepared("DEALLOCATE ALL").await?;
+    turn.commit().await?;
+    Ok(())
 }
 
 /// The migrations this build knows, against those the database applied.
@@ -66,10 +77,14 @@ pub struct MigrationState {
 
 /// Reads what the database applied without writing anything (asking the
 /// migrator would first create its table).
-pub async fn migration_state(db: &DatabaseConnection) -> Result<MigrationState, DbErr> {
+pub async fn migration_state<'c>(
+    db: impl IntoDatabaseExecutor<'c>,
+) -> Result<MigrationState, DbErr> {
+    let manager = SchemaManager::new(db);
+    let db = manager.get_connection();
     let known: Vec<String> =
         Migrator::migrations().iter().map(|migration| migration.name().to_owned()).collect();
-    if !SchemaManager::new(db).has_table("seaql_migrations").await? {
+    if !manager.has_table("seaql_migrations").await? {
         return Ok(MigrationState { pending: known, unknown: Vec::new() });
     }
     let backend = db.get_database_backend();

@@ -1,9 +1,14 @@
 //! Connecting to the database, migrating it, and counting the statements run.
 
+mod handle;
 mod migrations;
+mod simple;
 mod sqlite_file;
 
-pub use self::migrations::{MIGRATION_LOCK_KEY, MigrationState, MigrationTurn, migration_state};
+pub use self::handle::{Db, Txn};
+pub use self::migrations::{
+    MIGRATION_LOCK_KEY, MigrationState, MigrationTurn, migrate_in_turn, migration_state,
+};
 pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading};
 
 use std::{
@@ -75,9 +80,9 @@ impl StatementCounter {
     }
 
     /// Counts every statement `db` runs from now on.
-    pub fn install(&self, db: &mut DatabaseConnection) {
+    pub fn install(&self, db: &mut Db) {
         let counter = self.clone();
-        db.set_metric_callback(move |_| counter.record());
+        db.on_statement(move || counter.record());
     }
 }
 
@@ -104,15 +109,94 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 }
 
 /// Opens the pool requests use: every wait on the database is bounded.
+/// Without `prepared_statements`, Postgres gets simple queries only (see
+/// `simple`), for a transaction pooler.
 pub async fn connect_for_requests(
     url: &str,
     max_connections: u32,
     timeouts: DbTimeouts,
     access: Access,
     file: Option<Arc<FileWatch>>,
-) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, Some(timeouts), access, file).await
+    prepared_statements: bool,
+) -> Result<Db, DbErr> {
+    if !prepared_statements && url.starts_with("postgres") {
+        return open_simple(url, max_connections, timeouts).await;
+    }
+    open(url, max_connections, Some(timeouts), access, file).await.map(Db::Pool)
 }
+
+/// A Postgres pool of simple queries, kept full like sea-orm's (see `open`).
+async fn open_simple(url: &str, max_connections: u32, timeouts: DbTimeouts) -> Result<Db, DbErr> {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let options: PgConnectOptions =
+        url.parse().map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("{err}"))))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(max_connections)
+        .acquire_timeout(timeouts.acquire)
+        .acquire_time_level(log::LevelFilter::Debug)
+        .test_before_acquire(false)
+        .after_release(|connection, metadata| {
+            Box::pin(std::future::ready(Ok(settled(connection, &metadata, None))))
+        })
+        .before_acquire(|connection, metadata| {
+            Box::pin(async move {
+                if !settled(connection, &metadata, None) {
+                    return Ok(false);
+                }
+                // Only a connection idle for a while is checked (a round trip).
+                if metadata.idle_for < IDLE_CHECK {
+                    return Ok(true);
+                }
+                Ok(sea_orm::sqlx::Connection::ping(connection).await.is_ok())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err))))?;
+    let db = Db::Simple(simple::SimplePool::new(pool, Some(timeouts.statement)));
+    warm(&db, max_connections).await;
+    Ok(db)
+}
+
+/// Refuses, naming `DB_PREPARED_STATEMENTS=false`, a Postgres `url` that
+/// reaches the database through a transaction pooler: two connections
+/// prepare the same statement (sqlx names each connection's first one
+/// alike), and behind such a pooler the second finds the first's on the
+/// server connection they share, or the first loses its own to another.
+/// Directly, each has a server connection of its own and both succeed.
+pub async fn refuse_transaction_pooler(url: &str) -> Result<(), String> {
+    use sea_orm::sqlx::{Connection, Executor, PgConnection};
+    let pooled = |err: &sea_orm::sqlx::Error| {
+        err.as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "42P05" || code == "26000")
+    };
+    let mut first = PgConnection::connect(url).await.map_err(|err| err.to_string())?;
+    let mut second = PgConnection::connect(url).await.map_err(|err| err.to_string())?;
+    let mut found = false;
+    for connection in [&mut first, &mut second] {
+        match sea_orm::sqlx::query("SELECT 1").execute(&mut *connection).await {
+            Ok(_) => {}
+            Err(err) if pooled(&err) => found = true,
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    // What this check prepared goes, wherever the pooler put it.
+    let _ = first.execute("DEALLOCATE ALL").await;
+    let _ = second.execute("DEALLOCATE ALL").await;
+    let _ = tokio::join!(first.close(), second.close());
+    if found {
+        return Err("DATABASE_URL reaches Postgres through a transaction pooler (a statement \
+             prepared on one connection was found on another): set \
+             DB_PREPARED_STATEMENTS=false, or connect to Postgres directly"
+            .to_owned());
+    }
+    Ok(())
+}
+
+/// How long a pooled connection may sit idle before it is checked on checkout.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// Whether the server writes to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +228,7 @@ async fn open(
         .acquire_timeout(acquire)
         // A ping before every checkout is a round trip per request; only a
         // connection idle for a while is checked.
-        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .test_before_acquire_if_idle_for(IDLE_CHECK)
         .sqlx_logging(false)
         // Every acquire's wait as a debug event: `telemetry` turns them into
         // the pool's acquire-time histogram (nothing is logged by default).
@@ -187,32 +271,34 @@ async fn open(
     }
     let db = Database::connect(options).await?;
     if timeouts.is_some() {
-        warm(&db, max_connections).await;
+        warm(&Db::Pool(db.clone()), max_connections).await;
     }
     Ok(db)
 }
 
 /// Opens the pool's connections before the first request needs them
 /// (afterwards the pool replaces those that close by itself).
-async fn warm(db: &DatabaseConnection, connections: u32) {
+async fn warm(db: &Db, connections: u32) {
     use futures_util::future::join_all;
     let count = usize::try_from(connections).unwrap_or(1);
-    match db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
+    match db {
+        Db::Pool(db) if db.get_database_backend() == sea_orm::DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();
             drop(join_all((0..count).map(|_| pool.acquire())).await);
         }
-        _ => {
+        Db::Pool(db) => {
             let pool = db.get_sqlite_connection_pool();
             drop(join_all((0..count).map(|_| pool.acquire())).await);
+        }
+        Db::Simple(pool) => {
+            drop(join_all((0..count).map(|_| pool.pool.acquire())).await);
         }
     }
 }
 
 /// Writes one row (migration 6's probe table): `Ok` when the database
 /// takes writes now.
-pub async fn probe_write(db: &DatabaseConnection) -> Result<(), DbErr> {
-    use sea_orm::ConnectionTrait;
+pub async fn probe_write(db: &impl sea_orm::ConnectionTrait) -> Result<(), DbErr> {
     let (table, counter) = (migration::WRITE_PROBE.table, migration::WRITE_PROBE.counter);
     let update = format!("UPDATE {table} SET {counter} = {counter} + 1 WHERE id = 1");
     db.execute_unprepared(&update).await.map(|_| ())
@@ -221,8 +307,19 @@ pub async fn probe_write(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// What the database at `url` applied, read without writing anything
 /// (through a read-only connection on SQLite).
 pub async fn migration_state_at(url: &str) -> Result<MigrationState, DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     let db = open(url, 1, None, Access::ReadOnly, None).await?;
-    let state = migration_state(&db).await;
+    let state = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // In one transaction, its prepared statements deallocated: a
+        // transaction pooler's next client finds none (see `migrations`).
+        let txn = db.begin().await?;
+        let state = migration_state(&txn).await;
+        txn.execute_unprepared("DEALLOCATE ALL").await?;
+        txn.commit().await?;
+        state
+    } else {
+        migration_state(&db).await
+    };
     db.close().await.ok();
     state
 }

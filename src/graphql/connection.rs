@@ -1,7 +1,7 @@
 //! The Relay-style `DeploymentConnection` of the list page.
 
+use crate::db::Db;
 use async_graphql::{Context, Object, Result, ResultExt, SimpleObject};
-use sea_orm::DatabaseConnection;
 
 use super::{
     deployment::Deployment,
@@ -98,7 +98,7 @@ impl DeploymentConnection {
     /// How many deployments match the filters, across all pages (one extra
     /// query, run only when selected).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<Db>()?;
         deployments::count(db, &self.filter).await.extend()
     }
 }
@@ -120,7 +120,7 @@ impl ListQuery {
         #[graphql(desc = "Only deployments with this health.")] health: Option<Health>,
     ) -> Result<DeploymentConnection> {
         let user = *ctx.data::<UserId>()?;
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<Db>()?;
         let first = pagination::page_size(first.unwrap_or(pagination::Limits::DEFAULT_PAGE_SIZE))
             .extend()?;
         let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;

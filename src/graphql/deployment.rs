@@ -2,9 +2,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use crate::db::Db;
 use async_graphql::{Context, ID, Object, Result, ResultExt};
 use entity::deployment;
-use sea_orm::DatabaseConnection;
 
 use super::{
     loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
@@ -163,7 +163,7 @@ pub fn parse_id(id: &ID) -> Result<DeploymentId, ApiError> {
 /// The current state of a live deployment of `user` with fresh loaders of
 /// its own, for a subscription message.
 pub(crate) async fn fetch_fresh(
-    db: &DatabaseConnection,
+    db: &Db,
     user: UserId,
     id: &ID,
     plan: &Plan,
@@ -182,7 +182,7 @@ pub(crate) async fn lookup_each(
     ids: &[ID],
 ) -> Result<Result<Vec<Result<Deployment, ApiError>>, ApiError>> {
     let user = *ctx.data::<UserId>()?;
-    let db = ctx.data::<DatabaseConnection>()?;
+    let db = ctx.data::<Db>()?;
     let loaders = ctx.data::<Loaders>()?;
     let mut plan = prefetch::plan(&[ctx.look_ahead()]);
     // The lookup log reports health, so the counts always come along.
@@ -203,7 +203,7 @@ pub(crate) async fn payload(
     plan.counts &= counts.is_none();
     let mut counts = counts;
     if !plan.is_empty() {
-        let db = ctx.data::<DatabaseConnection>()?;
+        let db = ctx.data::<Db>()?;
         let found = plan::relations_of(db, &plan, &[DeploymentId(model.id)]).await.extend()?;
         let fed: Vec<_> = found.iter().map(|(id, prefetched)| (*id, prefetched)).collect();
         prefetch::prime(ctx.data::<Loaders>()?, &plan, &fed).await;
@@ -225,7 +225,7 @@ pub(crate) fn one(
 /// per id, in order: `NOT_FOUND` where an id is missing, foreign, deleted or
 /// malformed.
 async fn lookup(
-    db: &DatabaseConnection,
+    db: &Db,
     loaders: &Loaders,
     user: UserId,
     ids: &[ID],

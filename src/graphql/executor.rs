@@ -4,12 +4,12 @@
 
 use std::{sync::Arc, time::Instant};
 
+use crate::db::Db;
 use async_graphql::{
     ErrorExtensions, Executor, ID, Name, PathSegment, Request, Response, ServerError, Value,
     futures_util::stream::{self, BoxStream, StreamExt},
     registry::Registry,
 };
-use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
 use super::{
@@ -32,7 +32,7 @@ use crate::{
 pub struct SessionExecutor {
     schema: AppSchema,
     documents: Arc<Documents>,
-    db: DatabaseConnection,
+    db: Db,
     feed: ChangeFeed,
     metrics: Metrics,
     session: Session,
@@ -54,7 +54,7 @@ impl SessionExecutor {
     pub fn new(
         schema: AppSchema,
         documents: Arc<Documents>,
-        db: DatabaseConnection,
+        db: Db,
         feed: ChangeFeed,
         metrics: Metrics,
         session: Session,

@@ -3,12 +3,12 @@
 
 use std::{collections::HashMap, hash::Hash, sync::Arc, time::Duration};
 
+use crate::db::Db;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{
     deployment_replica as replica, deployment_resources as resources,
     deployment_status_history as history,
 };
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -43,13 +43,13 @@ pub struct HistoryOf {
 /// Batches each key type into one SQL statement per request tick.
 #[derive(Debug)]
 pub struct DeploymentLoader {
-    db: DatabaseConnection,
+    db: Db,
 }
 
 pub type Loaders = DataLoader<DeploymentLoader, HashMapCache>;
 
 /// A fresh loader set for one request.
-pub fn for_request(db: DatabaseConnection, scope: Arc<Scope>) -> Loaders {
+pub fn for_request(db: Db, scope: Arc<Scope>) -> Loaders {
     // The cache lets the look-ahead prefetch serve the nested resolvers. The
     // prefetch hands each relation's keys over in one `load_many`, so waiting
     // for more keys (the default 1 ms) would only add latency; keys that

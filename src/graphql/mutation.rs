@@ -1,10 +1,10 @@
 //! Mutations: create, scale and delete deployments. Each answers with the
 //! fresh state so a client cache updates from one round trip.
 
+use crate::db::Db;
 use async_graphql::{
     Context, ErrorExtensions, ID, InputObject, Object, Result, ResultExt, SimpleObject,
 };
-use sea_orm::DatabaseConnection;
 
 use super::{
     deployment::{self, Deployment, parse_id},
@@ -79,13 +79,13 @@ pub struct DeletedDeployment {
 /// writes, in none of a read-only one's (`READ_ONLY=true`).
 #[derive(Clone, Debug)]
 pub struct Writes {
-    pub db: DatabaseConnection,
+    pub db: Db,
     /// A SQLite file's permissions, which may stop writes for a while.
     pub file: Option<Arc<FileWatch>>,
 }
 
 /// Where this operation's writes go, or why it may not write.
-fn writes<'c>(ctx: &Context<'c>) -> Result<&'c DatabaseConnection> {
+fn writes<'c>(ctx: &Context<'c>) -> Result<&'c Db> {
     let Some(writes) = ctx.data_opt::<Writes>() else {
         return Err(ApiError::ReadOnlyMode.extend());
     };

@@ -1,8 +1,8 @@
 //! `deploymentUpdated`: a deployment's state now and after every change.
 
+use crate::db::Db;
 use async_graphql::{Context, ErrorExtensions, ID, Result, ResultExt, Subscription};
 use futures_util::{Stream, StreamExt};
-use sea_orm::DatabaseConnection;
 
 use super::{
     deployment::{Deployment, fetch_fresh, parse_id},
@@ -28,7 +28,7 @@ impl DeploymentSubscription {
         #[graphql(desc = "The deployment to watch.")] id: ID,
     ) -> Result<impl Stream<Item = Result<Deployment>> + use<>> {
         let user = *ctx.data::<UserId>()?;
-        let db = ctx.data::<DatabaseConnection>()?.clone();
+        let db = ctx.data::<Db>()?.clone();
         let feed = ctx.data::<live::ChangeFeed>()?;
         let mut plan = prefetch::plan(&[ctx.look_ahead()]);
         plan.counts = true;

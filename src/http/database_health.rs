@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::DatabaseConnection;
+use crate::db::Db;
 
 use crate::{db::FileWatch, error::StorageFault};
 
@@ -58,7 +58,7 @@ impl DatabaseHealth {
 
     /// Notes an operation's outcome; a new storage fault starts the probe
     /// that ends it, writing through `db`.
-    pub(super) fn record(self: &Arc<Self>, outcome: Outcome, db: &DatabaseConnection) {
+    pub(super) fn record(self: &Arc<Self>, outcome: Outcome, db: &Db) {
         let state = self.state.load(Ordering::Relaxed);
         match outcome {
             // A read answered says nothing of writes.
@@ -111,7 +111,7 @@ impl DatabaseHealth {
     }
 
     /// Writes once a second until a write succeeds, then ends the fault.
-    async fn probe_until_writable(self: Arc<Self>, db: DatabaseConnection) {
+    async fn probe_until_writable(self: Arc<Self>, db: Db) {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
             if self.file.as_ref().is_some_and(|file| file.is_read_only()) {

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::db::Db;
 use axum::{
     Router,
     extract::State,
@@ -11,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use sea_orm::{DatabaseConnection, DbBackend};
 
 use super::AppState;
 use crate::config::MetricsToken;
@@ -94,18 +94,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// The pool's connections in use and idle, and its maximum.
-fn pool_connections(db: &DatabaseConnection) -> Option<(f64, f64, f64)> {
-    let (size, idle, max) = match db.get_database_backend() {
-        DbBackend::Postgres => {
-            let pool = db.get_postgres_connection_pool();
-            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
-        }
-        DbBackend::Sqlite => {
-            let pool = db.get_sqlite_connection_pool();
-            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
-        }
-        _ => return None,
-    };
-    let in_use = f64::from(size) - idle as f64;
-    Some((in_use.max(0.0), idle as f64, f64::from(max)))
+fn pool_connections(db: &Db) -> Option<(f64, f64, f64)> {
+    let (in_use, idle, max) = db.pool_connections();
+    Some((f64::from(in_use), f64::from(idle), f64::from(max)))
 }

@@ -31,14 +31,14 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::net::TcpListener;
 use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 
 use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
-    db::{Access, FileWatch},
+    db::{Access, Db, FileWatch},
     error::StorageFault,
     graphql::{
         AppSchema, Documents, SessionExecutor, Writes, build_schema, build_schema_with, documents,
@@ -60,7 +60,7 @@ pub struct AppState(Arc<SharedState>);
 pub struct SharedState {
     pub schema: AppSchema,
     documents: Arc<Documents>,
-    pub db: DatabaseConnection,
+    pub db: Db,
     pub keys: Arc<JwtKeys>,
     graphiql: Arc<str>,
     pub metrics: Metrics,
@@ -72,7 +72,7 @@ pub struct SharedState {
     /// Bounds an operation's whole run (see `db::DbTimeouts`); none in tests.
     operation_timeout: Option<Duration>,
     /// What `/readyz` pings: a pool of its own in production.
-    readiness: DatabaseConnection,
+    readiness: Db,
     database: Arc<DatabaseHealth>,
     pub feed: ChangeFeed,
     metrics_access: MetricsAccess,
@@ -87,11 +87,12 @@ impl AppState {
     /// `metrics` are the ones the statement counter installed on `db` reports in
     /// (see `db::StatementCounter::metrics`); `/metrics` serves them.
     pub fn new(
-        db: DatabaseConnection,
+        db: impl Into<Db>,
         keys: JwtKeys,
         graphiql_token: Option<&str>,
         metrics: Metrics,
     ) -> Self {
+        let db = db.into();
         Self(Arc::new(SharedState {
             schema: build_schema(),
             documents: documents(Limits::default()),
@@ -143,11 +144,7 @@ impl AppState {
     /// its statements), and answers `/readyz` through `readiness`, a pool of
     /// its own.
     #[must_use]
-    pub fn with_database_timeouts(
-        mut self,
-        request_timeout: Duration,
-        readiness: DatabaseConnection,
-    ) -> Self {
+    pub fn with_database_timeouts(mut self, request_timeout: Duration, readiness: Db) -> Self {
         let shared = Arc::make_mut(&mut self.0);
         shared.operation_timeout = Some(request_timeout);
         shared.readiness = readiness;

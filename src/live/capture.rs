@@ -88,13 +88,16 @@ impl Snapshot {
     }
 }
 
-/// The rows visible now that the snapshot `($1, $2)` (xmax and in-progress
-/// list) did not see, and the current snapshot, in one statement.
-fn read_statement() -> String {
+/// The rows visible now that a snapshot (its xmax and in-progress list)
+/// did not see, and the current snapshot, in one statement. The values are
+/// numbers written here, so the statement is sent as one simple query:
+/// nothing prepared stays on the server, which a transaction pooler
+/// (PgBouncer) requires.
+fn read_statement(xmax: u64, in_progress: &str) -> String {
     format!(
         "SELECT s.snapshot::text, c.deployment_id::text \
          FROM (SELECT pg_current_snapshot() AS snapshot) s \
-         LEFT JOIN {LOG} c ON c.xid >= ($1::text)::xid8 OR c.xid = ANY(($2::text)::xid8[])"
+         LEFT JOIN {LOG} c ON c.xid >= '{xmax}'::xid8 OR c.xid = ANY('{in_progress}'::xid8[])"
     )
 }
 
@@ -115,7 +118,6 @@ pub async fn read_changes(
     };
     let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
     let mut reader = Reader {
-        read: read_statement(),
         cursor: None,
         lost_track: true,
         last_read: None,
@@ -152,7 +154,6 @@ pub async fn read_changes(
 /// Where the reader stands.
 #[derive(Debug)]
 struct Reader {
-    read: String,
     /// The last read's snapshot, and when it was taken; none after an
     /// error, and while no one here watches.
     cursor: Option<(Snapshot, Instant)>,
@@ -182,14 +183,11 @@ impl Reader {
         let paused =
             cursor.is_none() && self.last_read.is_some_and(|at| at.elapsed() >= RETENTION / 2);
         let (xmax, in_progress) = match cursor.as_ref().filter(|_| watched) {
-            Some((since, _)) => (since.xmax.to_string(), since.in_progress_array()),
-            None => (u64::MAX.to_string(), "{}".to_owned()),
+            Some((since, _)) => (since.xmax, since.in_progress_array()),
+            None => (u64::MAX, "{}".to_owned()),
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(self.read.as_str()))
-            .bind(xmax)
-            .bind(in_progress)
-            .fetch_all(pool)
-            .await?;
+        let read = read_statement(xmax, &in_progress);
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(read)).fetch_all(pool).await?;
         let mut snapshot = None;
         let mut changed = HashSet::new();
         for row in &rows {
@@ -260,7 +258,7 @@ impl Reader {
         // index scan grow with every prune. SKIP_LOCKED: while another
         // instance vacuums it, this reader does not wait for it.
         let vacuum = format!("VACUUM (SKIP_LOCKED) {LOG}");
-        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(vacuum)).execute(pool).await {
+        if let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(vacuum)).execute(pool).await {
             tracing::warn!(error = %err, "cannot vacuum the change log");
         }
     }
@@ -277,16 +275,12 @@ pub const PRUNE_LOCK: i64 = 0x6465_706c_6f79_716c; // "deployql"
 /// instance is pruning (then `false`).
 async fn delete_before(pool: &PgPool, horizon: u64) -> Result<bool, sqlx::Error> {
     let mut transaction = pool.begin().await?;
-    let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(PRUNE_LOCK)
-        .fetch_one(&mut *transaction)
-        .await?;
+    let lock = format!("SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})");
+    let claimed: bool =
+        sqlx::raw_sql(sqlx::AssertSqlSafe(lock)).fetch_one(&mut *transaction).await?.try_get(0)?;
     if claimed {
-        let delete = format!("DELETE FROM {LOG} WHERE xid < ($1::text)::xid8");
-        sqlx::query(sqlx::AssertSqlSafe(delete))
-            .bind(horizon.to_string())
-            .execute(&mut *transaction)
-            .await?;
+        let delete = format!("DELETE FROM {LOG} WHERE xid < '{horizon}'::xid8");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(delete)).execute(&mut *transaction).await?;
     }
     transaction.commit().await?;
     Ok(claimed)

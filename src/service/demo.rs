@@ -6,10 +6,10 @@ use entity::{
     DeploymentStatus, ReplicaStatus, deployment, deployment_replica as replica,
     deployment_resources as resources, deployment_status_history as history,
 };
-use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, DbErr, EntityTrait, PaginatorTrait};
 use uuid::{Uuid, uuid};
+
+use crate::db::Db;
 
 /// The demo user; dev mode prints a token for it.
 pub const DEMO_USER: Uuid = uuid!("d3e0d3e0-0000-4000-8000-000000000001");
@@ -65,11 +65,11 @@ const DEMO: &[DemoDeployment] = {
 
 /// Inserts the demo data when the database holds no deployment at all;
 /// returns whether it did.
-pub async fn seed_if_empty(db: &DatabaseConnection) -> Result<bool, DbErr> {
+pub async fn seed_if_empty(db: &Db) -> Result<bool, DbErr> {
     if deployment::Entity::find().count(db).await? > 0 {
         return Ok(false);
     }
-    let txn = db.begin().await?;
+    let txn = db.begin_write().await?;
     let now = Utc::now();
     for (i, demo) in DEMO.iter().enumerate() {
         let id = Uuid::new_v4();

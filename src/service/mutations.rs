@@ -7,14 +7,14 @@ use entity::{
     deployment_resources as resources, deployment_status_history as history,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::validation::{self, NewDeployment};
 use crate::{
+    db::{Db, Txn},
     error::{ApiError, ApiResult, OnConstraint},
     ids::{DeploymentId, UserId},
 };
@@ -29,23 +29,9 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-/// A write transaction. On SQLite it takes the write lock at BEGIN, so a
-/// concurrent writer waits (busy timeout) instead of failing on upgrade.
-async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
-}
-
 /// The live deployment `id` of `user`, row-locked until the transaction ends
 /// (Postgres; SQLite's transaction already holds the write lock).
-async fn lock_live(
-    txn: &DatabaseTransaction,
-    user: UserId,
-    id: DeploymentId,
-) -> ApiResult<deployment::Model> {
+async fn lock_live(txn: &Txn, user: UserId, id: DeploymentId) -> ApiResult<deployment::Model> {
     deployment::Entity::find_by_id(id.0)
         .filter(deployment::Column::UserId.eq(user))
         .filter(deployment::Column::DeletedAt.is_null())
@@ -74,11 +60,7 @@ fn history_row(
 
 /// Creates a `PENDING` deployment of `user` with its resources and first history row.
 #[tracing::instrument(target = "deployql::traces", name = "deployments.create", skip_all)]
-pub async fn create(
-    db: &DatabaseConnection,
-    user: UserId,
-    new: &NewDeployment,
-) -> ApiResult<deployment::Model> {
+pub async fn create(db: &Db, user: UserId, new: &NewDeployment) -> ApiResult<deployment::Model> {
     new.validate()?;
     let at = now();
     let model = deployment::Model {
@@ -91,7 +73,7 @@ pub async fn create(
         updated_at: at,
         deleted_at: None,
     };
-    let txn = begin_write(db).await?;
+    let txn = db.begin_write().await?;
     deployment::Entity::insert(deployment::ActiveModel::from(model.clone()))
         .exec_without_returning(&txn)
         .await
@@ -125,13 +107,13 @@ pub async fn create(
 /// Sets the target replica count; scaling to the current count changes nothing.
 #[tracing::instrument(target = "deployql::traces", name = "deployments.scale", skip_all, fields(target_replicas = target_replicas))]
 pub async fn scale(
-    db: &DatabaseConnection,
+    db: &Db,
     user: UserId,
     id: DeploymentId,
     target_replicas: i32,
 ) -> ApiResult<deployment::Model> {
     validation::validate_target_replicas(target_replicas)?;
-    let txn = begin_write(db).await?;
+    let txn = db.begin_write().await?;
     let before = lock_live(&txn, user, id).await?;
     if before.target_replicas == target_replicas {
         txn.commit().await?;
@@ -159,12 +141,8 @@ pub async fn scale(
 /// Soft-deletes: marks the row deleted and `STOPPED` with a history row,
 /// removes its resources and sets every replica still alive to `stopping`.
 #[tracing::instrument(target = "deployql::traces", name = "deployments.delete", skip_all)]
-pub async fn delete(
-    db: &DatabaseConnection,
-    user: UserId,
-    id: DeploymentId,
-) -> ApiResult<DateTime<Utc>> {
-    let txn = begin_write(db).await?;
+pub async fn delete(db: &Db, user: UserId, id: DeploymentId) -> ApiResult<DateTime<Utc>> {
+    let txn = db.begin_write().await?;
     let before = lock_live(&txn, user, id).await?;
     let at = now().max(before.updated_at);
     deployment::Entity::update_many()
