@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::db::Db;
 use axum::{
     Router,
     extract::State,
@@ -71,11 +70,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         gauge!("deployql_requests_waiting").set(state.slots.waiting() as f64);
         gauge!("deployql_requests_in_flight").set(state.slots.running() as f64);
-        if let Some((in_use, idle, max)) = pool_connections(&state.db) {
-            gauge!("deployql_db_pool_connections", "state" => "in_use").set(in_use);
-            gauge!("deployql_db_pool_connections", "state" => "idle").set(idle);
-            gauge!("deployql_db_pool_max_connections").set(max);
-        }
+        let (in_use, idle, max) = state.db.pool_connections();
+        gauge!("deployql_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
+        gauge!("deployql_db_pool_connections", "state" => "idle").set(f64::from(idle));
+        gauge!("deployql_db_pool_max_connections").set(f64::from(max));
         let router = state.feed.router();
         gauge!("deployql_live_subscriptions").set(router.subscriptions() as f64);
         gauge!("deployql_live_groups").set(router.groups() as f64);
@@ -91,10 +89,4 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-/// The pool's connections in use and idle, and its maximum.
-fn pool_connections(db: &Db) -> Option<(f64, f64, f64)> {
-    let (in_use, idle, max) = db.pool_connections();
-    Some((f64::from(in_use), f64::from(idle), f64::from(max)))
 }

@@ -6,15 +6,7 @@ use std::process::{Command, Output};
 
 use sea_orm::ConnectionTrait as _;
 
-use crate::helpers::{KillOnDrop, SECRET, ServerProcess, TestApp, free_addr};
-
-/// Empties `app`'s Postgres database: no tables, no migrations applied.
-async fn emptied(app: &TestApp) {
-    app.db
-        .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        .await
-        .expect("empty the database");
-}
+use crate::helpers::{SECRET, ServerProcess, TestApp, free_addr, start_all_at_once};
 
 /// Each applied migration and how often it was recorded.
 async fn applied(app: &TestApp) -> Vec<(String, i64)> {
@@ -43,40 +35,8 @@ fn serve(url: &str, env: &[(&str, &str)]) -> Output {
 async fn four_instances_started_at_once_on_an_empty_database_all_serve() {
     let Some(app) = TestApp::postgres().await else { return };
     let url = app.postgres_url().expect("postgres");
-    emptied(&app).await;
-    // Started as an orchestrator starts them: each once, no retry.
-    let mut servers: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = free_addr();
-            let child = Command::new(env!("CARGO_BIN_EXE_deployql"))
-                .arg("serve")
-                .env("DATABASE_URL", &url)
-                .env("JWT_SECRET", SECRET)
-                .env("LISTEN_ADDR", addr.to_string())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("deployql serve");
-            (addr, KillOnDrop(child))
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    for (addr, child) in &mut servers {
-        loop {
-            let ready = reqwest::get(format!("http://{addr}/readyz")).await;
-            if ready.is_ok_and(|response| response.status() == 200) {
-                break;
-            }
-            if child.0.try_wait().expect("status").is_some() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(child.0.stderr.as_mut().expect("piped"), &mut stderr)
-                    .ok();
-                panic!("an instance exited at start: {stderr}");
-            }
-            assert!(std::time::Instant::now() < deadline, "{addr} did not become ready");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
+    app.empty_postgres_schema().await;
+    let _servers = start_all_at_once(&url, &[], 4).await;
     let applied = applied(&app).await;
     let known = <migration::Migrator as migration::MigratorTrait>::migrations().len();
     assert_eq!(applied.len(), known, "{applied:?}");
@@ -87,7 +47,7 @@ async fn four_instances_started_at_once_on_an_empty_database_all_serve() {
 async fn without_migrate_on_start_a_server_applies_nothing_and_names_deployql_migrate() {
     let Some(app) = TestApp::postgres().await else { return };
     let url = app.postgres_url().expect("postgres");
-    emptied(&app).await;
+    app.empty_postgres_schema().await;
     let output = serve(&url, &[("MIGRATE_ON_START", "false")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "served a database without its schema");

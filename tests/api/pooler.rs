@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{
     helpers::{
         KillOnDrop, SECRET, ServerProcess, TestApp, error_code, free_addr, is_root, post_graphql,
+        start_all_at_once,
     },
     ws_client::{TRANSPORT_WS, WsClient},
 };
@@ -130,10 +131,7 @@ async fn every_entry_point_works_through_pgbouncer_in_transaction_mode() {
     let url = app.postgres_url().expect("postgres");
     let Some(pooler) = PgBouncer::start(&url).await else { return };
     let pooled = pooler.url_for(&url);
-    app.db
-        .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        .await
-        .expect("empty the database");
+    app.empty_postgres_schema().await;
     for _ in 0..2 {
         let migrate = Command::new(env!("CARGO_BIN_EXE_deployql"))
             .arg("migrate")
@@ -233,43 +231,8 @@ async fn four_instances_started_at_once_through_the_pooler_all_serve() {
     let url = app.postgres_url().expect("postgres");
     let Some(pooler) = PgBouncer::start(&url).await else { return };
     let pooled = pooler.url_for(&url);
-    app.db
-        .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        .await
-        .expect("empty the database");
-    let mut servers: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = free_addr();
-            let child = Command::new(env!("CARGO_BIN_EXE_deployql"))
-                .arg("serve")
-                .env("DATABASE_URL", &pooled)
-                .env("DB_PREPARED_STATEMENTS", "false")
-                .env("JWT_SECRET", SECRET)
-                .env("LISTEN_ADDR", addr.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("deployql serve");
-            (addr, KillOnDrop(child))
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (addr, child) in &mut servers {
-        loop {
-            let ready = reqwest::get(format!("http://{addr}/readyz")).await;
-            if ready.is_ok_and(|response| response.status() == 200) {
-                break;
-            }
-            if child.0.try_wait().expect("status").is_some() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(child.0.stderr.as_mut().expect("piped"), &mut stderr)
-                    .ok();
-                panic!("an instance exited at start: {stderr}");
-            }
-            assert!(Instant::now() < deadline, "{addr} did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    app.empty_postgres_schema().await;
+    let _servers = start_all_at_once(&pooled, &[NO_PREPARED], 4).await;
     let statement = sea_orm::Statement::from_string(
         sea_orm::DbBackend::Postgres,
         "SELECT COUNT(*) = COUNT(DISTINCT version) AS once FROM seaql_migrations",

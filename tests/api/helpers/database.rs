@@ -112,6 +112,14 @@ fn with_database(admin_url: &str, name: &str) -> String {
 }
 
 impl TestApp {
+    /// Empties this test's Postgres database: no tables, no migrations applied.
+    pub async fn empty_postgres_schema(&self) {
+        self.db
+            .execute_unprepared("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            .await
+            .expect("empty the database");
+    }
+
     /// The URL of this test's Postgres database, when it runs on Postgres.
     pub fn postgres_url(&self) -> Option<String> {
         self.postgres_database.as_ref().map(|(admin_url, name)| with_database(admin_url, name))

@@ -268,3 +268,47 @@ impl ServerProcess {
         (field("VmRSS:"), field("VmHWM:"))
     }
 }
+
+/// `count` servers on `database_url` with `env`, started together as an
+/// orchestrator starts them (each once, no retry); panics, with its log, if
+/// one exits at start, and returns once every one answers `/readyz`.
+pub async fn start_all_at_once(
+    database_url: &str,
+    env: &[(&str, &str)],
+    count: usize,
+) -> Vec<(SocketAddr, KillOnDrop)> {
+    let mut servers: Vec<_> = (0..count)
+        .map(|_| {
+            let addr = free_addr();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_deployql"))
+                .arg("serve")
+                .env("DATABASE_URL", database_url)
+                .env("JWT_SECRET", SECRET)
+                .env("LISTEN_ADDR", addr.to_string())
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("deployql serve");
+            (addr, KillOnDrop(child))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for (addr, child) in &mut servers {
+        loop {
+            let ready = reqwest::get(format!("http://{addr}/readyz")).await;
+            if ready.is_ok_and(|response| response.status() == 200) {
+                break;
+            }
+            if child.0.try_wait().expect("status").is_some() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.0.stderr.as_mut().expect("piped"), &mut stderr)
+                    .ok();
+                panic!("an instance exited at start: {stderr}");
+            }
+            assert!(std::time::Instant::now() < deadline, "{addr} did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    servers
+}
