@@ -127,6 +127,75 @@ async fn prepare_database(config: &Config, access: Access) -> AppResult<Option<d
     Ok(db::ServingLock::take(url, config.listen_addr)?)
 }
 
+/// Refuses, naming `DB_PREPARED_STATEMENTS=false`, a Postgres URL (`what`
+/// says which) that reaches the database through a transaction pooler.
+async fn refuse_transaction_pooler(url: &str, what: &str) -> AppResult<()> {
+    if db::behind_transaction_pooler(url).await? {
+        return Err(format!(
+            "{what} reaches Postgres through a transaction pooler (a statement prepared on \
+             one connection was found on another): set DB_PREPARED_STATEMENTS=false, or \
+             connect to Postgres directly"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Where queries read: the primary alone, or also the replicas of
+/// DATABASE_REPLICA_URLS within REPLICA_MAX_LAG (see `db::Reads`). A
+/// replica down at start is no reason not to serve: it serves once it
+/// answers.
+async fn reads(
+    config: &Config,
+    primary: &db::Db,
+    timeouts: db::DbTimeouts,
+    statements: &StatementCounter,
+) -> AppResult<db::Reads> {
+    let metrics = statements.metrics().clone();
+    let urls: Vec<&String> =
+        config.database_replica_urls.iter().filter(|url| !url.trim().is_empty()).collect();
+    if urls.is_empty() {
+        return Ok(db::Reads::primary_only(primary.clone(), metrics));
+    }
+    let url = &config.database.database_url;
+    if !url.starts_with("postgres") {
+        return Err("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL (replicas are \
+                    Postgres hot standbys)"
+            .into());
+    }
+    let prepared = config.database.db_prepared_statements;
+    let mut replicas = Vec::with_capacity(urls.len());
+    for (index, replica) in urls.into_iter().enumerate() {
+        let what = format!("DATABASE_REPLICA_URLS entry {index} ({})", redacted(replica));
+        if !replica.starts_with("postgres") {
+            return Err(format!("{what} is not a postgres:// URL").into());
+        }
+        if prepared {
+            match db::behind_transaction_pooler(replica).await {
+                Ok(true) => refuse_transaction_pooler(replica, &what).await?,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(replica = index, %error,
+                    "replica unreachable at start: reads go to the primary until it answers"),
+            }
+        }
+        let max = config.database.db_max_connections;
+        let (mut requests, poll) = db::connect_replica(replica, max, timeouts, prepared)
+            .await
+            .map_err(|err| format!("{what}: {err}"))?;
+        statements.install(&mut requests);
+        replicas.push((requests, poll));
+    }
+    let poll = db::connect_for_requests(url, 1, timeouts, Access::ReadWrite, None, prepared)
+        .await
+        .map_err(|err| format!("cannot connect to {}: {err}", redacted(url)))?;
+    tracing::info!(
+        replicas = replicas.len(),
+        max_lag_ms = config.replica_max_lag.as_millis(),
+        "queries read from replicas within REPLICA_MAX_LAG"
+    );
+    Ok(db::Reads::with_replicas(primary.clone(), poll, replicas, config.replica_max_lag, metrics))
+}
+
 /// `deployql serve`: migrate, then serve until SIGINT or SIGTERM.
 pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     let token_keys = config.token_keys()?;
@@ -161,7 +230,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     };
     let url = &config.database.database_url;
     if config.database.db_prepared_statements && url.starts_with("postgres") {
-        db::refuse_transaction_pooler(url).await?;
+        refuse_transaction_pooler(url, "DATABASE_URL").await?;
     }
     // A writing server on a SQLite file stops writing while the file is read-only.
     let file = match access {
@@ -172,6 +241,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         connect_for_requests(&config.database, timeouts, access, file.as_ref()).await?;
     let statements = StatementCounter::new(metrics);
     statements.install(&mut db);
+    let reads = reads(&config, &db, timeouts, &statements).await?;
     let (keys, demo_token) = match configured_keys {
         Some(keys) => (keys, None),
         None => dev_mode(&db, access).await?,
@@ -186,6 +256,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements.metrics().clone())
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(config.request_timeout, readiness)
+        .with_reads(reads)
         .with_limits(config.limits())
         .with_change_reader()
         .with_access(access, file)

@@ -137,6 +137,16 @@ pub struct Config {
     /// timeout; past it the request fails with SERVICE_UNAVAILABLE.
     #[arg(long, env, default_value = "5s", value_parser = parse_duration)]
     pub db_statement_timeout: Duration,
+    /// Postgres hot standbys that serve queries and subscription refetches
+    /// (comma-separated URLs, each may be a pooler's); writes and the
+    /// change reader always use DATABASE_URL. Empty: every read on the primary.
+    #[arg(long, env, value_delimiter = ',', hide_env_values = true)]
+    pub database_replica_urls: Vec<String>,
+    /// How stale a replica's read may be: a replica serves only while it has
+    /// replayed a primary position observed no longer ago than this (both
+    /// polled every half of it); otherwise the primary serves.
+    #[arg(long, env, default_value = "100ms", value_parser = parse_duration)]
+    pub replica_max_lag: Duration,
     /// Serve reads only: mutations answer `READ_ONLY_MODE`, nothing is
     /// written (no migrations: the schema must be up to date), and a SQLite
     /// file is opened read-only, so a read-only file or a second process

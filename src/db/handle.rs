@@ -9,7 +9,10 @@ use sea_orm::{
     QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
-use super::simple::{SimplePool, SimpleTransaction};
+use super::{
+    replicas::{ReplicaRead, Target},
+    simple::{SimplePool, SimpleTransaction},
+};
 
 /// A pool of database connections, cheap to clone.
 #[derive(Debug, Clone)]
@@ -18,6 +21,9 @@ pub enum Db {
     Pool(DatabaseConnection),
     /// Postgres through simple queries only (`DB_PREPARED_STATEMENTS=false`).
     Simple(SimplePool),
+    /// One read operation's replica (see `replicas`): its queries run there,
+    /// or on the primary once one fails; anything else runs on the primary.
+    Replica(std::sync::Arc<ReplicaRead>),
 }
 
 impl From<DatabaseConnection> for Db {
@@ -47,6 +53,16 @@ impl Db {
                 .await
                 .map(Txn::Pool),
             Self::Simple(pool) => pool.begin().await.map(Txn::Simple),
+            Self::Replica(read) => Box::pin(read.primary().begin_write()).await,
+        }
+    }
+
+    /// Which server a read through this handle went to (the primary for a
+    /// replica's read that fell back).
+    pub fn read_target(&self) -> Target {
+        match self {
+            Self::Replica(read) if read.on_replica() => Target::Replica,
+            _ => Target::Primary,
         }
     }
 
@@ -55,6 +71,7 @@ impl Db {
         match self {
             Self::Pool(db) => db.ping().await,
             Self::Simple(pool) => pool.execute_unprepared("SELECT 1").await.map(|_| ()),
+            Self::Replica(read) => Box::pin(read.primary().ping()).await,
         }
     }
 
@@ -63,6 +80,8 @@ impl Db {
         match self {
             Self::Pool(db) => drop(db.close().await),
             Self::Simple(pool) => pool.pool.close().await,
+            // The pools are their owners' to close.
+            Self::Replica(_) => {}
         }
     }
 
@@ -78,6 +97,7 @@ impl Db {
             }
             Self::Pool(db) => counts(db.get_sqlite_connection_pool()),
             Self::Simple(pool) => counts(&pool.pool),
+            Self::Replica(read) => read.primary().pool_connections(),
         }
     }
 
@@ -86,6 +106,8 @@ impl Db {
         match self {
             Self::Pool(db) => db.set_metric_callback(move |_| on_statement()),
             Self::Simple(pool) => pool.on_statement = Some(std::sync::Arc::new(on_statement)),
+            // Each pool counts its own statements.
+            Self::Replica(_) => {}
         }
     }
 }
@@ -95,7 +117,7 @@ impl ConnectionTrait for Db {
     fn get_database_backend(&self) -> DbBackend {
         match self {
             Self::Pool(db) => db.get_database_backend(),
-            Self::Simple(_) => DbBackend::Postgres,
+            Self::Simple(_) | Self::Replica(_) => DbBackend::Postgres,
         }
     }
 
@@ -103,6 +125,7 @@ impl ConnectionTrait for Db {
         match self {
             Self::Pool(db) => db.execute_raw(stmt).await,
             Self::Simple(pool) => pool.execute(&stmt).await,
+            Self::Replica(read) => read.primary().execute_raw(stmt).await,
         }
     }
 
@@ -110,6 +133,7 @@ impl ConnectionTrait for Db {
         match self {
             Self::Pool(db) => db.execute_unprepared(sql).await,
             Self::Simple(pool) => pool.execute_unprepared(sql).await,
+            Self::Replica(read) => read.primary().execute_unprepared(sql).await,
         }
     }
 
@@ -117,6 +141,7 @@ impl ConnectionTrait for Db {
         match self {
             Self::Pool(db) => db.query_one_raw(stmt).await,
             Self::Simple(pool) => Ok(pool.query_all(&stmt).await?.into_iter().next()),
+            Self::Replica(read) => Ok(read.query_all(stmt).await?.into_iter().next()),
         }
     }
 
@@ -124,6 +149,7 @@ impl ConnectionTrait for Db {
         match self {
             Self::Pool(db) => db.query_all_raw(stmt).await,
             Self::Simple(pool) => pool.query_all(&stmt).await,
+            Self::Replica(read) => read.query_all(stmt).await,
         }
     }
 }

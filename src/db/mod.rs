@@ -2,6 +2,7 @@
 
 mod handle;
 mod migrations;
+mod replicas;
 mod simple;
 mod sqlite_file;
 
@@ -9,6 +10,7 @@ pub use self::handle::{Db, Txn};
 pub use self::migrations::{
     MIGRATION_LOCK_KEY, MigrationState, MigrationTurn, migrate_in_turn, migration_state,
 };
+pub use self::replicas::{Reads, Target};
 pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading};
 
 use std::{
@@ -105,7 +107,7 @@ impl Default for DbTimeouts {
 /// Opens a pool on `url` (SQLite or Postgres) for migrations and tools: no
 /// statement timeout, since a migration may rightly take long.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
-    open(url, max_connections, None, Access::ReadWrite, None).await
+    open(url, max_connections, None, Access::ReadWrite, None, Eager).await
 }
 
 /// Opens the pool requests use: every wait on the database is bounded.
@@ -120,17 +122,56 @@ pub async fn connect_for_requests(
     prepared_statements: bool,
 ) -> Result<Db, DbErr> {
     if !prepared_statements && url.starts_with("postgres") {
-        return open_simple(url, max_connections, timeouts).await;
+        return open_simple(url, max_connections, timeouts, Eager).await;
     }
-    open(url, max_connections, Some(timeouts), access, file).await.map(Db::Pool)
+    open(url, max_connections, Some(timeouts), access, file, Eager).await.map(Db::Pool)
 }
 
+/// Opens a replica's pool for requests (`max_connections`) and a pool of
+/// one connection for its position poll, without waiting for either: a
+/// replica that is down at start serves nothing until it answers, and the
+/// server starts all the same. Its connections open in the background.
+pub async fn connect_replica(
+    url: &str,
+    max_connections: u32,
+    timeouts: DbTimeouts,
+    prepared_statements: bool,
+) -> Result<(Db, Db), DbErr> {
+    let connect = async |max| {
+        if prepared_statements {
+            open(url, max, Some(timeouts), Access::ReadWrite, None, Lazy).await.map(Db::Pool)
+        } else {
+            open_simple(url, max, timeouts, Lazy).await
+        }
+    };
+    let (requests, poll) = (connect(max_connections).await?, connect(1).await?);
+    let warming = requests.clone();
+    tokio::spawn(async move { warm(&warming, max_connections).await });
+    Ok((requests, poll))
+}
+
+/// Whether opening a pool waits for its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Connects and warms the pool before returning: a database that is
+    /// not there fails at start.
+    Eager,
+    /// Returns at once; connections open as they are needed.
+    Lazy,
+}
+use Opening::{Eager, Lazy};
+
 /// A Postgres pool of simple queries, kept full like sea-orm's (see `open`).
-async fn open_simple(url: &str, max_connections: u32, timeouts: DbTimeouts) -> Result<Db, DbErr> {
+async fn open_simple(
+    url: &str,
+    max_connections: u32,
+    timeouts: DbTimeouts,
+    opening: Opening,
+) -> Result<Db, DbErr> {
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let options: PgConnectOptions =
         url.parse().map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("{err}"))))?;
-    let pool = PgPoolOptions::new()
+    let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(max_connections)
         .acquire_timeout(timeouts.acquire)
@@ -150,22 +191,28 @@ async fn open_simple(url: &str, max_connections: u32, timeouts: DbTimeouts) -> R
                 }
                 Ok(sea_orm::sqlx::Connection::ping(connection).await.is_ok())
             })
-        })
-        .connect_with(options)
-        .await
-        .map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err))))?;
+        });
+    let pool = match opening {
+        Eager => pool_options
+            .connect_with(options)
+            .await
+            .map_err(|err| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err))))?,
+        Lazy => pool_options.connect_lazy_with(options),
+    };
     let db = Db::Simple(simple::SimplePool::new(pool, Some(timeouts.statement)));
-    warm(&db, max_connections).await;
+    if opening == Eager {
+        warm(&db, max_connections).await;
+    }
     Ok(db)
 }
 
-/// Refuses, naming `DB_PREPARED_STATEMENTS=false`, a Postgres `url` that
-/// reaches the database through a transaction pooler: two connections
-/// prepare the same statement (sqlx names each connection's first one
-/// alike), and behind such a pooler the second finds the first's on the
-/// server connection they share, or the first loses its own to another.
-/// Directly, each has a server connection of its own and both succeed.
-pub async fn refuse_transaction_pooler(url: &str) -> Result<(), String> {
+/// Whether a Postgres `url` reaches the database through a transaction
+/// pooler: two connections prepare the same statement (sqlx names each
+/// connection's first one alike), and behind such a pooler the second finds
+/// the first's on the server connection they share, or the first loses its
+/// own to another. Directly, each has a server connection of its own and
+/// both succeed. `Err` when it cannot be told (the database unreachable).
+pub async fn behind_transaction_pooler(url: &str) -> Result<bool, String> {
     use sea_orm::sqlx::{Connection, Executor, PgConnection};
     let pooled = |err: &sea_orm::sqlx::Error| {
         err.as_database_error()
@@ -186,13 +233,7 @@ pub async fn refuse_transaction_pooler(url: &str) -> Result<(), String> {
     let _ = first.execute("DEALLOCATE ALL").await;
     let _ = second.execute("DEALLOCATE ALL").await;
     let _ = tokio::join!(first.close(), second.close());
-    if found {
-        return Err("DATABASE_URL reaches Postgres through a transaction pooler (a statement \
-             prepared on one connection was found on another): set \
-             DB_PREPARED_STATEMENTS=false, or connect to Postgres directly"
-            .to_owned());
-    }
-    Ok(())
+    Ok(found)
 }
 
 /// How long a pooled connection may sit idle before it is checked on checkout.
@@ -213,8 +254,10 @@ async fn open(
     timeouts: Option<DbTimeouts>,
     access: Access,
     file: Option<Arc<FileWatch>>,
+    opening: Opening,
 ) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
+    options.connect_lazy(opening == Lazy);
     let acquire = timeouts.map_or(Duration::from_secs(5), |t| t.acquire);
     // SQLite's busy timeout is how long a writer waits for the lock.
     let busy = timeouts.map_or(Duration::from_secs(10), |t| t.statement);
@@ -270,7 +313,7 @@ async fn open(
         });
     }
     let db = Database::connect(options).await?;
-    if timeouts.is_some() {
+    if timeouts.is_some() && opening == Eager {
         warm(&Db::Pool(db.clone()), max_connections).await;
     }
     Ok(db)
@@ -293,6 +336,7 @@ async fn warm(db: &Db, connections: u32) {
         Db::Simple(pool) => {
             drop(join_all((0..count).map(|_| pool.pool.acquire())).await);
         }
+        Db::Replica(_) => {}
     }
 }
 
@@ -308,7 +352,7 @@ pub async fn probe_write(db: &impl sea_orm::ConnectionTrait) -> Result<(), DbErr
 /// (through a read-only connection on SQLite).
 pub async fn migration_state_at(url: &str) -> Result<MigrationState, DbErr> {
     use sea_orm::{ConnectionTrait, TransactionTrait};
-    let db = open(url, 1, None, Access::ReadOnly, None).await?;
+    let db = open(url, 1, None, Access::ReadOnly, None, Eager).await?;
     let state = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
         // In one transaction, its prepared statements deallocated: a
         // transaction pooler's next client finds none (see `migrations`).

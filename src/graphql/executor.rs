@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use crate::db::Db;
+use crate::db::{Db, Reads, Target};
 use async_graphql::{
     ErrorExtensions, Executor, ID, Name, PathSegment, Request, Response, ServerError, Value,
     futures_util::stream::{self, BoxStream, StreamExt},
@@ -27,12 +27,14 @@ use crate::{
 };
 
 /// Each operation gets the database, the change feed, the user and a
-/// loader set of its own, and none runs once the token expired.
+/// loader set of its own, and none runs once the token expired. A query
+/// reads where `reads` sends the user's reads (a replica within the bound,
+/// or the primary); a mutation reads and writes the primary.
 #[derive(Clone)]
 pub struct SessionExecutor {
     schema: AppSchema,
     documents: Arc<Documents>,
-    db: Db,
+    reads: Reads,
     feed: ChangeFeed,
     metrics: Metrics,
     session: Session,
@@ -54,16 +56,16 @@ impl SessionExecutor {
     pub fn new(
         schema: AppSchema,
         documents: Arc<Documents>,
-        db: Db,
+        reads: Reads,
         feed: ChangeFeed,
         metrics: Metrics,
         session: Session,
     ) -> Self {
-        let writes = Some(mutation::Writes { db: db.clone(), file: None });
+        let writes = Some(mutation::Writes { db: reads.primary().clone(), file: None });
         Self {
             schema,
             documents,
-            db,
+            reads,
             feed,
             metrics,
             session,
@@ -98,18 +100,39 @@ impl SessionExecutor {
         self
     }
 
-    /// Attaches what resolvers need to one operation; the loaders live only
-    /// as long as this operation, so their cache never serves another.
-    fn prepare(&self, request: Request, scope: &Arc<Scope>) -> Request {
+    /// Attaches what resolvers need to one operation, reading through `db`;
+    /// the loaders live only as long as this operation, so their cache
+    /// never serves another.
+    fn prepare(&self, request: Request, scope: &Arc<Scope>, db: &Db) -> Request {
         let request = match &self.writes {
             Some(writes) => request.data(writes.clone()),
             None => request,
         };
         request
-            .data(self.db.clone())
+            .data(db.clone())
+            .data(self.reads.clone())
             .data(self.feed.clone())
             .data(self.session.user)
-            .data(loaders::for_request(self.db.clone(), scope.clone()))
+            .data(loaders::for_request(db.clone(), scope.clone()))
+    }
+
+    /// Where an operation of `kind` reads: a mutation on the primary (its
+    /// payload shows what it wrote), anything else where the user's reads go.
+    fn reading_for(&self, kind: &str) -> Db {
+        match kind {
+            "mutation" => self.reads.primary().clone(),
+            _ => self.reads.for_user(self.session.user.0),
+        }
+    }
+
+    /// After an operation of `kind` ran `statements` through `db`: counts
+    /// the read, remembers a mutation (so the user's next reads here see
+    /// it), and says where it read.
+    fn finished(&self, kind: &str, db: &Db, statements: u64) -> Option<Target> {
+        if kind == "mutation" {
+            self.reads.wrote(self.session.user.0);
+        }
+        (statements > 0).then(|| self.reads.served(db))
     }
 
     fn expired(&self) -> Option<Response> {
@@ -130,10 +153,11 @@ impl SessionExecutor {
         prepared: &Prepared,
         registry: Option<&Registry>,
         scope: &Arc<Scope>,
+        db: &Db,
     ) -> Response {
         let schema =
             self.documents.validated_schema(prepared, &request, registry).unwrap_or(&self.schema);
-        let run = scope.clone().run(schema.execute(self.prepare(request, scope)));
+        let run = scope.clone().run(schema.execute(self.prepare(request, scope, db)));
         self.within_timeout(run).await.unwrap_or_else(|timed_out| timed_out)
     }
 
@@ -153,12 +177,12 @@ impl SessionExecutor {
     /// Answers a compiled status read (see `direct`): its planned statement,
     /// then the response written from the row, or the response holding the
     /// error (not found, the database's) as the resolver reports it.
-    async fn read_status(&self, read: &StatusRead, id: &ID, scope: &Arc<Scope>) -> Answer {
+    async fn read_status(&self, read: &StatusRead, id: &ID, scope: &Arc<Scope>, db: &Db) -> Answer {
         self.metrics.direct_read();
         let user = self.session.user;
         let fetch = async {
             let Ok(parsed) = deployment::parse_id(id) else { return Ok(Vec::new()) };
-            deployments::find_each(&self.db, user, &[parsed], read.plan()).await
+            deployments::find_each(db, user, &[parsed], read.plan()).await
         };
         let found = match self.within_timeout(scope.clone().run(fetch)).await {
             Ok(found) => found,
@@ -196,13 +220,22 @@ impl SessionExecutor {
         response: &mut Response,
         started: Instant,
         statements: u64,
+        target: Option<Target>,
     ) {
-        self.reported(info, outcome(response), started, statements);
+        self.reported(info, outcome(response), started, statements, target);
         tag_errors(response, RequestId::current().as_ref());
     }
 
-    /// Counts an operation's outcome in the metrics and logs its line.
-    fn reported(&self, info: OperationInfo, outcome: String, started: Instant, statements: u64) {
+    /// Counts an operation's outcome in the metrics and logs its line
+    /// (with the server its statements ran on, if any ran).
+    fn reported(
+        &self,
+        info: OperationInfo,
+        outcome: String,
+        started: Instant,
+        statements: u64,
+        target: Option<Target>,
+    ) {
         if let Some(refusal) = refusal(&outcome) {
             self.metrics.refused(refusal);
         }
@@ -218,6 +251,7 @@ impl SessionExecutor {
             operation_type = info.kind,
             duration_ms = duration.as_secs_f64() * 1e3,
             statements,
+            db = target.map(Target::as_str),
             outcome = outcome.as_str(),
         );
         self.metrics.operation(OperationOutcome {
@@ -245,7 +279,7 @@ impl SessionExecutor {
                 Err(refusal) => Response::from_errors(vec![refusal]),
             },
         };
-        self.answered(OperationInfo::unknown(request), &mut refusal, started, 0);
+        self.answered(OperationInfo::unknown(request), &mut refusal, started, 0, None);
         Err(Box::new(refusal))
     }
 
@@ -261,9 +295,12 @@ impl SessionExecutor {
         let span = operation_span(&info);
         prepared.attach(&mut request);
         let registry = registry().await;
-        let mut response = self.run(request, prepared, registry, &scope).instrument(span).await;
+        let db = self.reading_for(info.kind);
+        let mut response =
+            self.run(request, prepared, registry, &scope, &db).instrument(span).await;
         prepared.complete(&mut response, registry);
-        self.answered(info, &mut response, started, scope.statements());
+        let target = self.finished(info.kind, &db, scope.statements());
+        self.answered(info, &mut response, started, scope.statements(), target);
         response
     }
 
@@ -278,13 +315,16 @@ impl SessionExecutor {
         let info = prepared.info();
         let scope = Scope::new(info.entry_point.clone());
         let span = operation_span(&info);
-        match self.read_status(read, id, &scope).instrument(span).await {
+        let db = self.reading_for(info.kind);
+        let answer = self.read_status(read, id, &scope, &db).instrument(span).await;
+        let target = self.finished(info.kind, &db, scope.statements());
+        match answer {
             Answer::Written(written) => {
-                self.reported(info, "ok".to_owned(), started, scope.statements());
+                self.reported(info, "ok".to_owned(), started, scope.statements(), target);
                 Answer::Written(written)
             }
             Answer::Response(mut response) => {
-                self.answered(info, &mut response, started, scope.statements());
+                self.answered(info, &mut response, started, scope.statements(), target);
                 Answer::Response(response)
             }
         }
@@ -345,7 +385,9 @@ impl Executor for SessionExecutor {
         let scope = Scope::new(info.entry_point.clone());
         let span = operation_span(&info);
         prepared.attach(&mut request);
-        let responses = self.schema.execute_stream(self.prepare(request, &scope));
+        // A subscription reads through `Reads` itself, per fetch.
+        let db = self.reads.primary().clone();
+        let responses = self.schema.execute_stream(self.prepare(request, &scope, &db));
         let responses =
             stream::once(async move { prepared.complete_stream(responses, registry().await) })
                 .flatten()
@@ -355,7 +397,9 @@ impl Executor for SessionExecutor {
         let (executor, mut info, poll_scope) = (self.clone(), Some(info), scope.clone());
         let responses = responses.map(move |mut response| {
             match info.take() {
-                Some(info) => executor.answered(info, &mut response, started, scope.statements()),
+                Some(info) => {
+                    executor.answered(info, &mut response, started, scope.statements(), None);
+                }
                 None => tag_errors(&mut response, RequestId::current().as_ref()),
             }
             executor.metrics.live_message_sent();

@@ -1,6 +1,6 @@
 //! `deploymentUpdated`: a deployment's state now and after every change.
 
-use crate::db::Db;
+use crate::db::Reads;
 use async_graphql::{Context, ErrorExtensions, ID, Result, ResultExt, Subscription};
 use futures_util::{Stream, StreamExt};
 
@@ -28,7 +28,7 @@ impl DeploymentSubscription {
         #[graphql(desc = "The deployment to watch.")] id: ID,
     ) -> Result<impl Stream<Item = Result<Deployment>> + use<>> {
         let user = *ctx.data::<UserId>()?;
-        let db = ctx.data::<Db>()?.clone();
+        let reads = ctx.data::<Reads>()?.clone();
         let feed = ctx.data::<live::ChangeFeed>()?;
         let mut plan = prefetch::plan(&[ctx.look_ahead()]);
         plan.counts = true;
@@ -36,16 +36,25 @@ impl DeploymentSubscription {
         // Subscriptions of this user to this deployment with this plan share
         // one refetch per change (see `live::watch`).
         let key = live::GroupKey { user, deployment: uuid.0, selection: format!("{plan:?}") };
+        // A refetch reads a replica only if it holds the change that woke it.
         let refetch = {
-            let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
-            move || {
-                let (db, id, plan) = (db.clone(), id.clone(), plan.clone());
-                async move { fetch_fresh(&db, user, &id, &plan).await }
+            let (reads, id, plan) = (reads.clone(), id.clone(), plan.clone());
+            move |changed: std::time::Instant| {
+                let (reads, id, plan) = (reads.clone(), id.clone(), plan.clone());
+                async move {
+                    let db = reads.after(user.0, changed);
+                    let fresh = fetch_fresh(&db, user, &id, &plan).await;
+                    reads.served(&db);
+                    fresh
+                }
             }
         };
         // Join before reading, so no change between the two is missed.
         let watching = feed.router().watch(key, refetch).extend()?;
-        let first = fetch_fresh(&db, user, &id, &plan).await.extend()?;
+        let db = reads.for_user(user.0);
+        let first = fetch_fresh(&db, user, &id, &plan).await;
+        reads.served(&db);
+        let first = first.extend()?;
         Ok(watching.updates(first).map(|state| state.map_err(|err: ApiError| err.extend())))
     }
 }

@@ -38,7 +38,7 @@ use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
-    db::{Access, Db, FileWatch},
+    db::{Access, Db, FileWatch, Reads},
     error::StorageFault,
     graphql::{
         AppSchema, Documents, SessionExecutor, Writes, build_schema, build_schema_with, documents,
@@ -61,6 +61,8 @@ pub struct SharedState {
     pub schema: AppSchema,
     documents: Arc<Documents>,
     pub db: Db,
+    /// Where queries read: `db`, or replicas within the bound.
+    reads: Reads,
     pub keys: Arc<JwtKeys>,
     graphiql: Arc<str>,
     pub metrics: Metrics,
@@ -100,6 +102,7 @@ impl AppState {
             // server uses), SQLite mutations publish their own changes.
             feed: ChangeFeed::new(db.get_database_backend() != DbBackend::Postgres),
             readiness: db.clone(),
+            reads: Reads::primary_only(db.clone(), metrics.clone()),
             db,
             keys: Arc::new(keys),
             graphiql: graphiql::page(graphiql_token).into(),
@@ -130,6 +133,14 @@ impl AppState {
         shared.access = access;
         shared.database = Arc::new(DatabaseHealth::watching(file.clone()));
         shared.file = file;
+        self
+    }
+
+    /// Sends queries where `reads` says (replicas within their bound); its
+    /// primary must be this state's database.
+    #[must_use]
+    pub fn with_reads(mut self, reads: Reads) -> Self {
+        Arc::make_mut(&mut self.0).reads = reads;
         self
     }
 
@@ -217,7 +228,7 @@ impl AppState {
         let executor = SessionExecutor::new(
             self.schema.clone(),
             self.documents.clone(),
-            self.db.clone(),
+            self.reads.clone(),
             self.feed.clone(),
             self.metrics.clone(),
             session,

@@ -58,6 +58,9 @@ struct Update<T> {
 
 struct Group<T> {
     key: GroupKey,
+    /// When the latest wake-up came (a change arrived), if one did since the
+    /// last refetch started.
+    woken: Mutex<Option<std::time::Instant>>,
     wake: Notify,
     updates: watch::Sender<Option<Update<T>>>,
 }
@@ -76,6 +79,7 @@ impl<T: Send + Sync + 'static> Member for Group<T> {
     }
 
     fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
         // Stores one permit when the group is busy: bursts coalesce.
         self.wake.notify_one();
     }
@@ -171,7 +175,8 @@ impl Router {
 
     /// Joins `key`'s group (starting it, with `fetch` as its refetch, if it
     /// is the first), or refuses when a cap is reached. The handle's stream
-    /// starts with the state the caller reads *after* this returns.
+    /// starts with the state the caller reads *after* this returns. `fetch`
+    /// is given when the latest change it must show arrived.
     pub fn watch<T, F, Fut>(
         self: &Arc<Self>,
         key: GroupKey,
@@ -179,7 +184,7 @@ impl Router {
     ) -> Result<Watching<T>, ApiError>
     where
         T: Clone + Send + Sync + 'static,
-        F: FnMut() -> Fut + Send + 'static,
+        F: FnMut(std::time::Instant) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
         let slot = self.take_slot(key.user)?;
@@ -193,7 +198,12 @@ impl Router {
             Some(group) => group.updates.subscribe(),
             None => {
                 let (sender, updates) = watch::channel(None);
-                let group = Arc::new(Group { key, wake: Notify::new(), updates: sender });
+                let group = Arc::new(Group {
+                    key,
+                    woken: Mutex::default(),
+                    wake: Notify::new(),
+                    updates: sender,
+                });
                 groups.push(group.clone());
                 // A refetch's statements count under their own entry point.
                 let scope = crate::telemetry::Scope::new("subscription.refetch");
@@ -211,7 +221,7 @@ impl Router {
     async fn run<T, F, Fut>(self: Arc<Self>, group: Arc<Group<T>>, mut fetch: F)
     where
         T: Clone + Send + Sync + 'static,
-        F: FnMut() -> Fut + Send + 'static,
+        F: FnMut(std::time::Instant) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
         let mut last: Option<Instant> = None;
@@ -232,7 +242,8 @@ impl Router {
             last = Some(Instant::now());
             let started = self.fetches.fetch_add(1, Ordering::SeqCst);
             self.refetches.fetch_add(1, Ordering::Relaxed);
-            let state = fetch().await;
+            let woken = group.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let state = fetch(woken.unwrap_or_else(std::time::Instant::now)).await;
             group.updates.send_replace(Some(Update { started, state }));
         }
     }
@@ -359,9 +370,10 @@ mod tests {
     /// A fetch that counts its calls and returns the count.
     fn counting(
         calls: &Arc<AtomicU32>,
-    ) -> impl FnMut() -> std::future::Ready<Result<u32, ApiError>> + Send + 'static {
+    ) -> impl FnMut(std::time::Instant) -> std::future::Ready<Result<u32, ApiError>> + Send + 'static
+    {
         let calls = calls.clone();
-        move || std::future::ready(Ok(calls.fetch_add(1, Ordering::SeqCst) + 1))
+        move |_| std::future::ready(Ok(calls.fetch_add(1, Ordering::SeqCst) + 1))
     }
 
     async fn settle() {
@@ -429,7 +441,7 @@ mod tests {
         let _streams = (0..10)
             .map(|_| {
                 let fetched = fetched.clone();
-                let fetch = move || {
+                let fetch = move |_| {
                     let _ = fetched.send(Instant::now());
                     std::future::ready(Ok(()))
                 };

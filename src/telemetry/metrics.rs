@@ -126,6 +126,8 @@ struct Inner {
     operations: Handles<(SharedString, &'static str, String), (Counter, Histogram)>,
     statements: Handles<SharedString, Counter>,
     direct_reads: Counter,
+    /// Read operations served by the primary and by a replica.
+    db_reads: [Counter; 2],
     pool_acquire: Histogram,
 }
 
@@ -176,12 +178,17 @@ impl Metrics {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let process = metrics_process::Collector::new("deployql_");
-        let (direct_reads, pool_acquire) = metrics::with_local_recorder(&recorder, || {
-            (
-                counter!("deployql_graphql_direct_reads_total"),
-                metrics::histogram!("deployql_db_pool_acquire_seconds"),
-            )
-        });
+        let (direct_reads, db_reads, pool_acquire) =
+            metrics::with_local_recorder(&recorder, || {
+                (
+                    counter!("deployql_graphql_direct_reads_total"),
+                    [
+                        counter!("deployql_db_reads_total", "target" => "primary"),
+                        counter!("deployql_db_reads_total", "target" => "replica"),
+                    ],
+                    metrics::histogram!("deployql_db_pool_acquire_seconds"),
+                )
+            });
         let metrics = Self {
             inner: Arc::new(Inner {
                 recorder,
@@ -192,6 +199,7 @@ impl Metrics {
                 operations: Handles::new(),
                 statements: Handles::new(),
                 direct_reads,
+                db_reads,
                 pool_acquire,
             }),
         };
@@ -258,6 +266,20 @@ impl Metrics {
     /// Counts a status read answered without async-graphql's executor.
     pub fn direct_read(&self) {
         self.inner.direct_reads.increment(1);
+    }
+
+    /// Counts one read operation's statements, by the server that ran them.
+    pub fn db_read(&self, on_replica: bool) {
+        self.inner.db_reads[usize::from(on_replica)].increment(1);
+    }
+
+    /// Sets how far behind the primary replica `index` (its place in
+    /// DATABASE_REPLICA_URLS) was last measured.
+    pub fn replica_lag(&self, index: usize, lag: Duration) {
+        self.with(|| {
+            gauge!("deployql_replica_lag_seconds", "replica" => index.to_string())
+                .set(lag.as_secs_f64());
+        });
     }
 
     /// Counts a refusal by its reason.
@@ -397,6 +419,17 @@ fn describe() {
          for at once, on average)."
     );
     describe_gauge!("deployql_db_pool_connections", "Pooled database connections, by state.");
+    describe_counter!(
+        "deployql_db_reads_total",
+        "Read operations (each one query's or subscription refetch's statements), by the \
+         server that ran them: the primary, or a replica within REPLICA_MAX_LAG."
+    );
+    describe_gauge!(
+        "deployql_replica_lag_seconds",
+        "How far each replica (its index in DATABASE_REPLICA_URLS) is behind the primary: \
+         zero when it has replayed the newest primary WAL position seen, else the age of the \
+         newest one it has replayed. Polled every half of REPLICA_MAX_LAG."
+    );
     describe_gauge!("deployql_db_pool_max_connections", "DB_MAX_CONNECTIONS.");
     describe_gauge!(
         "deployql_requests_waiting",

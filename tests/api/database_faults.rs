@@ -18,7 +18,10 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::helpers::{NewDeployment, ServerProcess, TestApp, error_code};
+use crate::{
+    helpers::{NewDeployment, ServerProcess, TestApp, error_code},
+    pooler::PgBouncer,
+};
 
 /// Held traffic is this; anything else is a delay in milliseconds.
 const BLACKHOLE: u64 = u64::MAX;
@@ -191,15 +194,39 @@ async fn at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_deadline_bounds_every_answer_and_latency_alone_fails_nothing() {
     let Some(app) = TestApp::postgres().await else { return };
-    let id = app.insert(Uuid::new_v4(), NewDeployment::default()).await;
     let url = app.database_url();
     let proxy = FaultProxy::start(upstream(&url)).await;
+    one_deadline_and_latency(&app, &proxy, &through(&url, proxy.addr), &[]).await;
+}
+
+/// The same through PgBouncer in transaction mode: deployql, the faulty
+/// network, the pooler, Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_pgbouncer_one_deadline_bounds_every_answer_and_latency_fails_nothing() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let url = app.database_url();
+    let Some(pooler) = PgBouncer::start(&url).await else { return };
+    let proxy = FaultProxy::start(pooler.addr).await;
+    let pooled = through(&pooler.url_for(&url), proxy.addr);
+    one_deadline_and_latency(&app, &proxy, &pooled, &[("DB_PREPARED_STATEMENTS", "false")]).await;
+}
+
+/// With the database behind `proxy` blackholed, 16 clients at once all get
+/// 503 within REQUEST_TIMEOUT; with 500 ms added to every round trip, 8
+/// at once, three rounds, all are served.
+async fn one_deadline_and_latency(
+    app: &TestApp,
+    proxy: &FaultProxy,
+    url: &str,
+    env: &[(&str, &str)],
+) {
+    let id = app.insert(Uuid::new_v4(), NewDeployment::default()).await;
     // Default timeouts: REQUEST_TIMEOUT 3 s, the others within it.
-    let server = ServerProcess::start(&through(&url, proxy.addr)).await;
-    assert!(at_once(&app, &server, id, 4).await.iter().all(|(status, ..)| *status == 200));
+    let server = ServerProcess::start_with(url, env).await;
+    assert!(at_once(app, &server, id, 4).await.iter().all(|(status, ..)| *status == 200));
 
     proxy.set(BLACKHOLE);
-    for (status, body, took) in at_once(&app, &server, id, 16).await {
+    for (status, body, took) in at_once(app, &server, id, 16).await {
         assert_eq!(status, 503, "{body}");
         assert_eq!(error_code(&body), Some("SERVICE_UNAVAILABLE"), "{body}");
         // The deadline, and the few milliseconds of writing the answer.
@@ -211,7 +238,7 @@ async fn one_deadline_bounds_every_answer_and_latency_alone_fails_nothing() {
     proxy.set(500);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for round in 0..3 {
-        for (status, body, took) in at_once(&app, &server, id, 8).await {
+        for (status, body, took) in at_once(app, &server, id, 8).await {
             assert_eq!(status, 200, "round {round}, after {took:?}: {body}");
             assert!(took >= Duration::from_millis(500), "{took:?}");
         }

@@ -59,6 +59,7 @@ mod provider_tokens;
 mod read_only;
 mod read_path;
 mod relay;
+mod replicas;
 mod resilience;
 mod response_shape;
 mod schema;

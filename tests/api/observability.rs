@@ -211,6 +211,7 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
         assert_eq!(line["operation_type"], "query");
         assert_eq!(line["outcome"], "NOT_FOUND");
         assert_eq!(line["statements"], 1);
+        assert_eq!(line["db"], "primary", "the server its statements ran on");
         assert!(line["duration_ms"].as_f64().is_some(), "{line}");
         let spans = line["spans"].as_array().expect("the request's span");
         assert!(spans.iter().any(|span| span["request_id"] == id), "{line}");

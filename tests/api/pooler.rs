@@ -24,8 +24,8 @@ use crate::{
 };
 
 /// A PgBouncer in transaction mode in front of the tests' Postgres.
-struct PgBouncer {
-    addr: SocketAddr,
+pub(crate) struct PgBouncer {
+    pub(crate) addr: SocketAddr,
     _process: KillOnDrop,
     dir: PathBuf,
 }
@@ -39,7 +39,7 @@ impl Drop for PgBouncer {
 impl PgBouncer {
     /// Started on a free port, forwarding to the host and port of `url`;
     /// `None` where Postgres or PgBouncer is missing (never in CI).
-    async fn start(url: &str) -> Option<Self> {
+    pub(crate) async fn start(url: &str) -> Option<Self> {
         Self::start_on(url, free_addr()).await
     }
 
@@ -95,7 +95,7 @@ impl PgBouncer {
     }
 
     /// `url` through this pooler (same user and database).
-    fn url_for(&self, url: &str) -> String {
+    pub(crate) fn url_for(&self, url: &str) -> String {
         let at = url.find('@').map_or_else(|| url.find("://").map_or(0, |i| i + 3), |i| i + 1);
         let end = url[at..].find('/').map_or(url.len(), |i| at + i);
         format!("{}{}{}", &url[..at], self.addr, &url[end..])

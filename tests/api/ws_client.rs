@@ -52,6 +52,36 @@ impl WsClient {
         self.socket.send(Message::Text(message.to_string().into())).await.expect("send");
     }
 
+    /// Sends `message` while reading, as browsers and WebSocket libraries
+    /// do, until the server closes: a server that refuses a message before
+    /// taking all of it (too big) is heard, though the send itself may then
+    /// fail. Anything but a close within `within` is `Silence`.
+    pub async fn send_until_closed(&mut self, message: Value, within: Duration) -> Event {
+        let (mut sink, mut stream) = (&mut self.socket).split();
+        let send = async {
+            let _ = sink.send(Message::Text(message.to_string().into())).await;
+            std::future::pending::<Event>().await
+        };
+        let closed = async {
+            loop {
+                match stream.next().await {
+                    None | Some(Err(_)) => return Event::Closed(None),
+                    Some(Ok(Message::Close(frame))) => {
+                        return Event::Closed(frame.map(|f| f.code.into()));
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        let either = async {
+            tokio::select! {
+                event = closed => event,
+                event = send => event,
+            }
+        };
+        tokio::time::timeout(within, either).await.unwrap_or(Event::Silence)
+    }
+
     /// The next message, the close, or `Silence` after `within`.
     pub async fn recv(&mut self, within: Duration) -> Event {
         // One deadline for all: pings and keep-alives do not extend it.
