@@ -10,7 +10,7 @@ use crate::{
     config::{Config, DatabaseConfig, JwtSecret, TokenKeys},
     db::{self, Access, StatementCounter},
     error::StorageFault,
-    http, live,
+    graphql, http, live,
     service::demo,
     telemetry::Metrics,
 };
@@ -223,6 +223,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     } else {
         (Access::ReadWrite, config)
     };
+    graphql::require_registry().await?;
     let _serving = prepare_database(&config, access).await?;
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,

@@ -7,6 +7,7 @@ use async_graphql::{Context, ID, Object, Result, ResultExt};
 use entity::deployment;
 
 use super::{
+    fields::{Row, row_object},
     loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
     null_on_error, prefetch,
     types::{
@@ -75,29 +76,55 @@ impl Deployment {
     }
 }
 
+/// A deployment's own columns, flattened into `Deployment` (the type is
+/// not in the schema).
+#[derive(Debug)]
+pub(crate) struct DeploymentColumns<'a>(&'a deployment::Model);
+
+impl Row for DeploymentColumns<'_> {
+    type Row = deployment::Model;
+    fn row(&self) -> &Self::Row {
+        self.0
+    }
+}
+
+row_object! {
+    #[Object(visible = false)]
+    impl DeploymentColumns<'_>, over deployment::Model {
+        /// Deployment id (a UUID).
+        "id" id(d) -> ID = ID(d.id.to_string());
+        /// Name, unique among the user's live deployments.
+        "name" name(d) -> &str = &d.name;
+        /// Lifecycle state.
+        "status" status(d) -> DeploymentStatus = d.status.into();
+        /// How many replicas should run.
+        "targetReplicas" target_replicas(d) -> i32 = d.target_replicas;
+        /// When it was created.
+        "createdAt" created_at(d) -> Timestamp = Timestamp(d.created_at);
+        /// When it last changed.
+        "updatedAt" updated_at(d) -> Timestamp = Timestamp(d.updated_at);
+    }
+}
+
+impl Deployment {
+    /// The id, as the `Node` interface asks for it.
+    pub async fn id(&self, ctx: &Context<'_>) -> Result<ID> {
+        DeploymentColumns(&self.model).id(ctx).await
+    }
+}
+
 /// A deployment of the authenticated user: a set of identical replicas
 /// with their resources, status history and a health verdict.
 #[Object]
 impl Deployment {
-    /// Deployment id (a UUID).
-    pub async fn id(&self) -> ID {
-        ID(self.model.id.to_string())
-    }
-    /// Name, unique among the user's live deployments.
-    async fn name(&self) -> &str {
-        &self.model.name
-    }
-    /// Lifecycle state.
-    async fn status(&self) -> DeploymentStatus {
-        self.model.status.into()
+    /// Its own columns: id, name, status, target, timestamps.
+    #[graphql(flatten)]
+    async fn columns(&self) -> DeploymentColumns<'_> {
+        DeploymentColumns(&self.model)
     }
     /// Health verdict from the replicas' states and the target count.
     async fn health(&self, ctx: &Context<'_>) -> Result<Health> {
         Ok(self.counts(ctx).await?.health(self.model.target_replicas).into())
-    }
-    /// How many replicas should run.
-    async fn target_replicas(&self) -> i32 {
-        self.model.target_replicas
     }
     /// The replicas, oldest start first; optionally only those in `status`.
     #[graphql(complexity = "10 * child_complexity")]
@@ -118,7 +145,7 @@ impl Deployment {
     }
     /// Replica counts, total and per status (no replica rows are loaded).
     async fn replica_counts(&self, ctx: &Context<'_>) -> Result<ReplicaCounts> {
-        Ok(self.counts(ctx).await?.into())
+        Ok(ReplicaCounts(self.counts(ctx).await?))
     }
     /// Allocated resources; null when the deployment has none.
     async fn resources(&self, ctx: &Context<'_>) -> Result<Option<Resources>> {
@@ -144,14 +171,6 @@ impl Deployment {
         let loaders = self.loaders(ctx)?;
         let changes = loaders.load_one(key).await.extend()?.unwrap_or_default();
         Ok(changes.into_iter().map(StatusChange).collect())
-    }
-    /// When it was created.
-    async fn created_at(&self) -> Timestamp {
-        Timestamp(self.model.created_at)
-    }
-    /// When it last changed.
-    async fn updated_at(&self) -> Timestamp {
-        Timestamp(self.model.updated_at)
     }
 }
 

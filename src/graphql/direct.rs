@@ -13,22 +13,24 @@
 //! field argument given by a variable, an argument the planner would refuse,
 //! a field this module does not know, or anything but one `deployment`
 //! field at the root leaves the document to async-graphql, which answers
-//! it as before. A test compares the two paths' answers byte for byte for
-//! every field of every type here (`tests/api/direct.rs`).
+//! it as before. Plain fields are not listed here: each comes with its
+//! writer from its one declaration (see `fields`). A test compares the two
+//! paths' answers byte for byte for every field the schema has
+//! (`tests/api/direct.rs`).
 
 use std::{borrow::Cow, collections::HashMap};
 
 use async_graphql::{
     ID, OutputType, Pos, Variables,
     parser::types::{BaseType, ExecutableDocument, Field, OperationType, Selection, SelectionSet},
-    resolver_utils::EnumType,
 };
 use async_graphql_value::{Name, Value as Input};
 use entity::{deployment, deployment_replica, deployment_resources, deployment_status_history};
 
-use super::types::{
-    DeploymentStatus, Health, Replica, ReplicaCounts, ReplicaStatus, Resources, StatusChange,
-    Timestamp,
+use super::{
+    deployment::DeploymentColumns,
+    fields::{Fields, Write, enum_name, null, plain_string},
+    types::{Health, Replica, ReplicaCounts, Resources, StatusChange},
 };
 use crate::{
     config::Limits,
@@ -62,58 +64,23 @@ enum IdArgument {
 #[derive(Debug)]
 enum DeploymentField {
     Typename,
-    Id,
-    Name,
-    Status,
+    /// One of the deployment's own columns (see `fields`).
+    Column(Write<deployment::Model>),
     Health,
-    TargetReplicas,
-    CreatedAt,
-    UpdatedAt,
-    ReplicaCounts(Vec<(String, CountsField)>),
-    Replicas(Vec<(String, ReplicaField)>),
-    Resources(Vec<(String, ResourcesField)>),
-    StatusHistory(usize, Vec<(String, ChangeField)>),
+    ReplicaCounts(Selected<health::ReplicaCounts>),
+    Replicas(Selected<deployment_replica::Model>),
+    Resources(Selected<deployment_resources::Model>),
+    StatusHistory(usize, Selected<deployment_status_history::Model>),
 }
 
-#[derive(Debug, Clone, Copy)]
-enum CountsField {
-    Typename,
-    Total,
-    Pending,
-    Starting,
-    Running,
-    Stopping,
-    Stopped,
-    Failed,
-}
+/// The fields selected of an object over rows `R`, by response key.
+type Selected<R> = Vec<(String, Leaf<R>)>;
 
-#[derive(Debug, Clone, Copy)]
-enum ReplicaField {
-    Typename,
-    Id,
-    NodeId,
-    Status,
-    ContainerId,
-    StartedAt,
-    StoppedAt,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ResourcesField {
-    Typename,
-    CpuCores,
-    MemoryMb,
-    GpuUnits,
-    StorageGb,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ChangeField {
-    Typename,
-    OldStatus,
-    NewStatus,
-    ChangedAt,
-    Reason,
+/// A selected field of an object with no relations.
+#[derive(Debug)]
+enum Leaf<R: 'static> {
+    Typename(&'static str),
+    Field(Write<R>),
 }
 
 impl StatusRead {
@@ -216,31 +183,26 @@ impl StatusRead {
             DeploymentField::Typename => {
                 plain_string(out, &type_name::<super::deployment::Deployment>())
             }
-            DeploymentField::Id => uuid(out, model.id),
-            DeploymentField::Name => string(out, &model.name),
-            DeploymentField::Status => enum_name(out, DeploymentStatus::from(model.status)),
+            DeploymentField::Column(write) => write(model, out),
             DeploymentField::Health => {
                 enum_name(out, Health::from(counts.health(model.target_replicas)))
             }
-            DeploymentField::TargetReplicas => integer(out, model.target_replicas),
-            DeploymentField::CreatedAt => timestamp(out, model.created_at),
-            DeploymentField::UpdatedAt => timestamp(out, model.updated_at),
-            DeploymentField::ReplicaCounts(fields) => replica_counts(out, fields, counts),
+            DeploymentField::ReplicaCounts(fields) => leaves(out, fields, &counts),
             DeploymentField::Replicas(fields) => {
                 list(out, prefetched.replicas.as_deref().unwrap_or_default(), |out, replica| {
-                    self::replica(out, fields, replica)
+                    leaves(out, fields, replica)
                 })
             }
             DeploymentField::Resources(fields) => {
                 match prefetched.resources.as_ref().and_then(Option::as_ref) {
-                    Some(found) => resources(out, fields, found),
+                    Some(found) => leaves(out, fields, found),
                     None => null(out),
                 }
             }
             DeploymentField::StatusHistory(limit, fields) => {
                 let history = prefetched.history.as_deref().unwrap_or_default();
                 list(out, &history[..history.len().min(*limit)], |out, change| {
-                    status_change(out, fields, change)
+                    leaves(out, fields, change)
                 })
             }
         })
@@ -332,29 +294,16 @@ fn deployment_field(
     let name = first.name.node.as_str();
     let no_arguments = fields.iter().all(|field| field.arguments.is_empty());
     Some(match name {
-        "replicaCounts" if no_arguments => DeploymentField::ReplicaCounts(leaves(
-            document,
-            &type_name::<ReplicaCounts>(),
-            fields,
-            counts_field,
-        )?),
+        "replicaCounts" if no_arguments => {
+            DeploymentField::ReplicaCounts(select::<ReplicaCounts>(document, fields)?)
+        }
         "replicas" if no_arguments => {
             plan.replicas = true;
-            DeploymentField::Replicas(leaves(
-                document,
-                &type_name::<Replica>(),
-                fields,
-                replica_field,
-            )?)
+            DeploymentField::Replicas(select::<Replica>(document, fields)?)
         }
         "resources" if no_arguments => {
             plan.resources = true;
-            DeploymentField::Resources(leaves(
-                document,
-                &type_name::<Resources>(),
-                fields,
-                resources_field,
-            )?)
+            DeploymentField::Resources(select::<Resources>(document, fields)?)
         }
         "statusHistory" => {
             let limit = history_limit(first)?;
@@ -364,21 +313,15 @@ fn deployment_field(
             if !plan.history_limits.contains(&limit) {
                 plan.history_limits.push(limit);
             }
-            let fields = leaves(document, &type_name::<StatusChange>(), fields, change_field)?;
+            let fields = select::<StatusChange>(document, fields)?;
             DeploymentField::StatusHistory(usize::try_from(limit).ok()?, fields)
         }
         _ if !no_arguments || fields.iter().any(|f| !f.selection_set.node.items.is_empty()) => {
             return None;
         }
         "__typename" => DeploymentField::Typename,
-        "id" => DeploymentField::Id,
-        "name" => DeploymentField::Name,
-        "status" => DeploymentField::Status,
         "health" => DeploymentField::Health,
-        "targetReplicas" => DeploymentField::TargetReplicas,
-        "createdAt" => DeploymentField::CreatedAt,
-        "updatedAt" => DeploymentField::UpdatedAt,
-        _ => return None,
+        _ => DeploymentField::Column(DeploymentColumns::field(name)?),
     })
 }
 
@@ -398,137 +341,37 @@ fn history_limit(field: &Field) -> Option<u64> {
     (1..=u64::from(Limits::MAX_HISTORY.unsigned_abs())).contains(&limit).then_some(limit)
 }
 
-/// The leaf fields selected of an object of type `ty`.
-fn leaves<L>(
+/// The fields selected of an object of type `T`, all plain (see `fields`).
+fn select<T: Fields + OutputType>(
     document: &ExecutableDocument,
-    ty: &str,
     fields: &[&Field],
-    leaf: fn(&str) -> Option<L>,
-) -> Option<Vec<(String, L)>> {
-    collect(document, ty, fields)?
+) -> Option<Selected<T::Row>> {
+    let ty = type_name::<T>();
+    let name: &'static str = match ty {
+        Cow::Borrowed(name) => name,
+        Cow::Owned(_) => return None,
+    };
+    collect(document, &ty, fields)?
         .into_iter()
         .map(|(key, fields)| {
             let plain = fields.iter().all(|field| {
                 field.arguments.is_empty() && field.selection_set.node.items.is_empty()
             });
-            Some((key, leaf(fields.first()?.name.node.as_str()).filter(|_| plain)?))
+            let field = fields.first()?.name.node.as_str();
+            let leaf = match field {
+                "__typename" => Leaf::Typename(name),
+                _ => Leaf::Field(T::field(field)?),
+            };
+            Some((key, leaf)).filter(|_| plain)
         })
         .collect()
 }
 
-fn counts_field(name: &str) -> Option<CountsField> {
-    Some(match name {
-        "__typename" => CountsField::Typename,
-        "total" => CountsField::Total,
-        "pending" => CountsField::Pending,
-        "starting" => CountsField::Starting,
-        "running" => CountsField::Running,
-        "stopping" => CountsField::Stopping,
-        "stopped" => CountsField::Stopped,
-        "failed" => CountsField::Failed,
-        _ => return None,
-    })
-}
-
-fn replica_field(name: &str) -> Option<ReplicaField> {
-    Some(match name {
-        "__typename" => ReplicaField::Typename,
-        "id" => ReplicaField::Id,
-        "nodeId" => ReplicaField::NodeId,
-        "status" => ReplicaField::Status,
-        "containerId" => ReplicaField::ContainerId,
-        "startedAt" => ReplicaField::StartedAt,
-        "stoppedAt" => ReplicaField::StoppedAt,
-        _ => return None,
-    })
-}
-
-fn resources_field(name: &str) -> Option<ResourcesField> {
-    Some(match name {
-        "__typename" => ResourcesField::Typename,
-        "cpuCores" => ResourcesField::CpuCores,
-        "memoryMb" => ResourcesField::MemoryMb,
-        "gpuUnits" => ResourcesField::GpuUnits,
-        "storageGb" => ResourcesField::StorageGb,
-        _ => return None,
-    })
-}
-
-fn change_field(name: &str) -> Option<ChangeField> {
-    Some(match name {
-        "__typename" => ChangeField::Typename,
-        "oldStatus" => ChangeField::OldStatus,
-        "newStatus" => ChangeField::NewStatus,
-        "changedAt" => ChangeField::ChangedAt,
-        "reason" => ChangeField::Reason,
-        _ => return None,
-    })
-}
-
-fn replica_counts(
-    out: &mut Vec<u8>,
-    fields: &[(String, CountsField)],
-    counts: health::ReplicaCounts,
-) -> std::io::Result<()> {
-    let counts = ReplicaCounts::from(counts);
+/// An object of plain fields written from `row`.
+fn leaves<R>(out: &mut Vec<u8>, fields: &[(String, Leaf<R>)], row: &R) -> std::io::Result<()> {
     object(out, fields, |out, field| match field {
-        CountsField::Typename => plain_string(out, &type_name::<ReplicaCounts>()),
-        CountsField::Total => integer(out, counts.total),
-        CountsField::Pending => integer(out, counts.pending),
-        CountsField::Starting => integer(out, counts.starting),
-        CountsField::Running => integer(out, counts.running),
-        CountsField::Stopping => integer(out, counts.stopping),
-        CountsField::Stopped => integer(out, counts.stopped),
-        CountsField::Failed => integer(out, counts.failed),
-    })
-}
-
-fn replica(
-    out: &mut Vec<u8>,
-    fields: &[(String, ReplicaField)],
-    replica: &deployment_replica::Model,
-) -> std::io::Result<()> {
-    object(out, fields, |out, field| match field {
-        ReplicaField::Typename => plain_string(out, &type_name::<Replica>()),
-        ReplicaField::Id => uuid(out, replica.id),
-        ReplicaField::NodeId => optional(out, replica.node_id, uuid),
-        ReplicaField::Status => enum_name(out, ReplicaStatus::from(replica.status)),
-        ReplicaField::ContainerId => optional(out, replica.container_id.as_deref(), string),
-        ReplicaField::StartedAt => optional(out, replica.started_at, timestamp),
-        ReplicaField::StoppedAt => optional(out, replica.stopped_at, timestamp),
-    })
-}
-
-fn resources(
-    out: &mut Vec<u8>,
-    fields: &[(String, ResourcesField)],
-    resources: &deployment_resources::Model,
-) -> std::io::Result<()> {
-    object(out, fields, |out, field| match field {
-        ResourcesField::Typename => plain_string(out, &type_name::<Resources>()),
-        // As async-graphql writes a Float: through serde_json.
-        ResourcesField::CpuCores => {
-            serde_json::to_writer(&mut *out, &resources.cpu_cores).map_err(std::io::Error::other)
-        }
-        ResourcesField::MemoryMb => integer(out, resources.memory_mb),
-        ResourcesField::GpuUnits => integer(out, resources.gpu_units),
-        ResourcesField::StorageGb => integer(out, resources.storage_gb),
-    })
-}
-
-fn status_change(
-    out: &mut Vec<u8>,
-    fields: &[(String, ChangeField)],
-    change: &deployment_status_history::Model,
-) -> std::io::Result<()> {
-    object(out, fields, |out, field| match field {
-        ChangeField::Typename => plain_string(out, &type_name::<StatusChange>()),
-        ChangeField::OldStatus => {
-            optional(out, change.old_status, |out, s| enum_name(out, DeploymentStatus::from(s)))
-        }
-        ChangeField::NewStatus => enum_name(out, DeploymentStatus::from(change.new_status)),
-        ChangeField::ChangedAt => timestamp(out, change.changed_at),
-        ChangeField::Reason => optional(out, change.reason.as_deref(), string),
+        Leaf::Typename(name) => plain_string(out, name),
+        Leaf::Field(write) => write(row, out),
     })
 }
 
@@ -566,72 +409,6 @@ fn list<T>(
     }
     out.push(b']');
     Ok(())
-}
-
-fn optional<T>(
-    out: &mut Vec<u8>,
-    value: Option<T>,
-    write: impl FnOnce(&mut Vec<u8>, T) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    match value {
-        Some(value) => write(out, value),
-        None => null(out),
-    }
-}
-
-fn null(out: &mut Vec<u8>) -> std::io::Result<()> {
-    out.extend_from_slice(b"null");
-    Ok(())
-}
-
-/// A JSON string, escaped as serde_json escapes it (as async-graphql's
-/// responses are written).
-fn string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
-    if crate::json::needs_escaping(text) {
-        serde_json::to_writer(out, text).map_err(std::io::Error::other)
-    } else {
-        plain_string(out, text)
-    }
-}
-
-fn uuid(out: &mut Vec<u8>, id: uuid::Uuid) -> std::io::Result<()> {
-    let mut buffer = uuid::Uuid::encode_buffer();
-    plain_string(out, id.hyphenated().encode_lower(&mut buffer))
-}
-
-/// A string that needs no escaping in JSON: a UUID, a timestamp, a GraphQL
-/// name (a response key, a type or enum value name), or text checked.
-fn plain_string(out: &mut Vec<u8>, text: &str) -> std::io::Result<()> {
-    debug_assert!(!crate::json::needs_escaping(text));
-    out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
-    out.push(b'"');
-    Ok(())
-}
-
-fn timestamp(out: &mut Vec<u8>, at: chrono::DateTime<chrono::Utc>) -> std::io::Result<()> {
-    match entity::timestamp::micros_ascii(&at) {
-        Some(text) => {
-            out.push(b'"');
-            out.extend_from_slice(&text);
-            out.push(b'"');
-            Ok(())
-        }
-        None => Timestamp(at).with_rfc3339(|text| plain_string(out, text)),
-    }
-}
-
-/// As serde_json writes an integer (with `itoa`), without `core::fmt`.
-fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) -> std::io::Result<()> {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    Ok(())
-}
-
-fn enum_name<T: EnumType>(out: &mut Vec<u8>, value: T) -> std::io::Result<()> {
-    match T::items().iter().find(|item| item.value == value) {
-        Some(item) => plain_string(out, item.name),
-        None => Err(std::io::Error::other("an enum value without a GraphQL name")),
-    }
 }
 
 #[cfg(test)]

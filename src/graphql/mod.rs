@@ -7,6 +7,7 @@ pub mod deployment;
 mod direct;
 mod document;
 mod executor;
+mod fields;
 mod gated;
 pub mod loaders;
 pub mod mutation;
@@ -91,16 +92,23 @@ async fn registry() -> Option<&'static Registry> {
                     .extension(registry_capture::Capture(seen.clone()))
                     .finish();
             twin.execute("{ __typename }").await;
-            let env = seen.lock().ok().and_then(|mut seen| seen.take());
-            if env.is_none() {
-                tracing::error!(
-                    "the schema's registry could not be read: responses are not completed"
-                );
-            }
-            env
+            seen.lock().ok().and_then(|mut seen| seen.take())
         })
         .await;
     env.as_ref().map(|env| &env.registry)
+}
+
+/// Refuses to serve without the schema's registry (see [`registry`]):
+/// responses would lose their key order, null propagation and fast
+/// validation without a word.
+pub async fn require_registry() -> Result<(), String> {
+    match registry().await {
+        Some(_) => Ok(()),
+        None => Err("cannot read the schema's registry (async-graphql no longer calls an \
+                     extension's request hook): responses could not be completed, so this \
+                     build does not serve"
+            .to_owned()),
+    }
 }
 
 mod registry_capture {

@@ -1,11 +1,12 @@
 //! Enums and leaf objects of the schema.
 
 use async_graphql::{
-    Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject, Value,
+    Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{deployment_replica, deployment_resources, deployment_status_history};
 
+use super::fields::{Row, row_object};
 use crate::service::health;
 
 /// A point in time.
@@ -103,113 +104,111 @@ pub enum Health {
 #[derive(Debug)]
 pub struct Replica(pub deployment_replica::Model);
 
-/// One replica (container) of a deployment.
-#[Object]
-impl Replica {
-    /// Replica id.
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+impl Row for Replica {
+    type Row = deployment_replica::Model;
+    fn row(&self) -> &Self::Row {
+        &self.0
     }
-    /// Node the replica is placed on, once scheduled.
-    async fn node_id(&self) -> Option<ID> {
-        self.0.node_id.map(|id| ID(id.to_string()))
-    }
-    /// Current state.
-    async fn status(&self) -> ReplicaStatus {
-        self.0.status.into()
-    }
-    /// Container runtime id, once created.
-    async fn container_id(&self) -> Option<&str> {
-        self.0.container_id.as_deref()
-    }
-    /// When the container started.
-    async fn started_at(&self) -> Option<Timestamp> {
-        self.0.started_at.map(Timestamp)
-    }
-    /// When the container stopped.
-    async fn stopped_at(&self) -> Option<Timestamp> {
-        self.0.stopped_at.map(Timestamp)
+}
+
+row_object! {
+    /// One replica (container) of a deployment.
+    #[Object]
+    impl Replica, over deployment_replica::Model {
+        /// Replica id.
+        "id" id(r) -> ID = ID(r.id.to_string());
+        /// Node the replica is placed on, once scheduled.
+        "nodeId" node_id(r) -> Option<ID> = r.node_id.map(|id| ID(id.to_string()));
+        /// Current state.
+        "status" status(r) -> ReplicaStatus = r.status.into();
+        /// Container runtime id, once created.
+        "containerId" container_id(r) -> Option<&str> = r.container_id.as_deref();
+        /// When the container started.
+        "startedAt" started_at(r) -> Option<Timestamp> = r.started_at.map(Timestamp);
+        /// When the container stopped.
+        "stoppedAt" stopped_at(r) -> Option<Timestamp> = r.stopped_at.map(Timestamp);
     }
 }
 
 #[derive(Debug)]
 pub struct Resources(pub deployment_resources::Model);
 
-/// Resources allocated to each replica of a deployment.
-#[Object]
-impl Resources {
-    /// CPU cores (fractions allowed).
-    async fn cpu_cores(&self) -> f64 {
-        self.0.cpu_cores
+impl Row for Resources {
+    type Row = deployment_resources::Model;
+    fn row(&self) -> &Self::Row {
+        &self.0
     }
-    /// Memory in MiB.
-    async fn memory_mb(&self) -> i32 {
-        self.0.memory_mb
-    }
-    /// Whole GPUs.
-    async fn gpu_units(&self) -> i32 {
-        self.0.gpu_units
-    }
-    /// Persistent storage in GB.
-    async fn storage_gb(&self) -> i32 {
-        self.0.storage_gb
+}
+
+row_object! {
+    /// Resources allocated to each replica of a deployment.
+    #[Object]
+    impl Resources, over deployment_resources::Model {
+        /// CPU cores (fractions allowed).
+        "cpuCores" cpu_cores(r) -> f64 = r.cpu_cores;
+        /// Memory in MiB.
+        "memoryMb" memory_mb(r) -> i32 = r.memory_mb;
+        /// Whole GPUs.
+        "gpuUnits" gpu_units(r) -> i32 = r.gpu_units;
+        /// Persistent storage in GB.
+        "storageGb" storage_gb(r) -> i32 = r.storage_gb;
     }
 }
 
 #[derive(Debug)]
 pub struct StatusChange(pub deployment_status_history::Model);
 
-/// One status transition of a deployment.
-#[Object]
-impl StatusChange {
-    /// Status before the change; null for the first entry.
-    async fn old_status(&self) -> Option<DeploymentStatus> {
-        self.0.old_status.map(Into::into)
-    }
-    /// Status after the change.
-    async fn new_status(&self) -> DeploymentStatus {
-        self.0.new_status.into()
-    }
-    /// When it changed.
-    async fn changed_at(&self) -> Timestamp {
-        Timestamp(self.0.changed_at)
-    }
-    /// Why it changed, when known.
-    async fn reason(&self) -> Option<&str> {
-        self.0.reason.as_deref()
+impl Row for StatusChange {
+    type Row = deployment_status_history::Model;
+    fn row(&self) -> &Self::Row {
+        &self.0
     }
 }
 
-/// How many replicas a deployment has, in total and per status.
-#[derive(SimpleObject, Debug, Clone, Copy)]
-pub struct ReplicaCounts {
-    /// All replicas, whatever their status.
-    pub total: i64,
-    /// Replicas waiting for a node.
-    pub pending: i64,
-    /// Replicas starting.
-    pub starting: i64,
-    /// Replicas running.
-    pub running: i64,
-    /// Replicas shutting down.
-    pub stopping: i64,
-    /// Replicas shut down.
-    pub stopped: i64,
-    /// Replicas that failed.
-    pub failed: i64,
+row_object! {
+    /// One status transition of a deployment.
+    #[Object]
+    impl StatusChange, over deployment_status_history::Model {
+        /// Status before the change; null for the first entry.
+        "oldStatus" old_status(r) -> Option<DeploymentStatus> = r.old_status.map(Into::into);
+        /// Status after the change.
+        "newStatus" new_status(r) -> DeploymentStatus = r.new_status.into();
+        /// When it changed.
+        "changedAt" changed_at(r) -> Timestamp = Timestamp(r.changed_at);
+        /// Why it changed, when known.
+        "reason" reason(r) -> Option<&str> = r.reason.as_deref();
+    }
 }
 
-impl From<health::ReplicaCounts> for ReplicaCounts {
-    fn from(c: health::ReplicaCounts) -> Self {
-        Self {
-            total: c.total(),
-            pending: c.pending,
-            starting: c.starting,
-            running: c.running,
-            stopping: c.stopping,
-            stopped: c.stopped,
-            failed: c.failed,
-        }
+/// The replica counts the service computes, as the schema shows them.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaCounts(pub health::ReplicaCounts);
+
+impl Row for ReplicaCounts {
+    type Row = health::ReplicaCounts;
+    fn row(&self) -> &Self::Row {
+        &self.0
+    }
+}
+
+row_object! {
+    /// How many replicas a deployment has, in total and per status.
+    #[Object]
+    impl ReplicaCounts, over health::ReplicaCounts {
+        /// All replicas, whatever their status.
+        "total" total(c) -> i64 = c.total();
+        /// Replicas waiting for a node.
+        "pending" pending(c) -> i64 = c.pending;
+        /// Replicas starting.
+        "starting" starting(c) -> i64 = c.starting;
+        /// Replicas running.
+        "running" running(c) -> i64 = c.running;
+        /// Replicas shutting down.
+        "stopping" stopping(c) -> i64 = c.stopping;
+        /// Replicas shut down.
+        "stopped" stopped(c) -> i64 = c.stopped;
+        /// Replicas that failed.
+        "failed" failed(c) -> i64 = c.failed;
     }
 }
 

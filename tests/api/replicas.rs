@@ -44,12 +44,21 @@ impl Cluster {
     /// A new primary; `None` where Postgres' server binaries are missing
     /// (never in CI).
     fn primary() -> Option<Self> {
-        let bin = Command::new("pg_config")
+        // pg_config names the server's binaries; Debian keeps them in
+        // /usr/lib/postgresql/<version>/bin either way.
+        let configured = Command::new("pg_config")
             .arg("--bindir")
             .output()
             .ok()
-            .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-            .filter(|bin| bin.join("initdb").exists());
+            .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|dirs| dirs.filter_map(|dir| Some(dir.ok()?.path().join("bin"))).collect())
+            .unwrap_or_default();
+        debian.sort();
+        let bin = configured
+            .into_iter()
+            .chain(debian.into_iter().rev())
+            .find(|bin| bin.join("initdb").exists());
         let Some(bin) = bin else {
             assert!(std::env::var_os("CI").is_none(), "CI must have Postgres' server binaries");
             eprintln!("skipped: no initdb here");
