@@ -9,8 +9,9 @@ use crate::{
     auth::{ClaimRules, Jwks, JwtKeys},
     config::{Config, DatabaseConfig, JwtSecret, TokenKeys},
     db::{self, Access, StatementCounter},
+    engine,
     error::StorageFault,
-    graphql, http, live,
+    http, live,
     service::demo,
     telemetry::Metrics,
 };
@@ -223,7 +224,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     } else {
         (Access::ReadWrite, config)
     };
-    graphql::require_registry().await?;
+    engine::require_registry().await?;
     let _serving = prepare_database(&config, access).await?;
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,

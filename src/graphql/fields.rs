@@ -17,8 +17,6 @@ use std::io;
 
 use async_graphql::{ID, resolver_utils::EnumType};
 
-use super::types::{DeploymentStatus, Health, ReplicaStatus, Timestamp};
-
 /// The row an object is a view of.
 pub(crate) trait Row {
     type Row: 'static;
@@ -132,31 +130,6 @@ impl Leaf for f64 {
         serde_json::to_writer(out, self).map_err(io::Error::other)
     }
 }
-
-impl Leaf for Timestamp {
-    fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
-        match entity::timestamp::micros_ascii(&self.0) {
-            Some(text) => {
-                out.push(b'"');
-                out.extend_from_slice(&text);
-                out.push(b'"');
-                Ok(())
-            }
-            None => self.with_rfc3339(|text| plain_string(out, text)),
-        }
-    }
-}
-
-macro_rules! enum_leaf {
-    ($($ty:ty),*) => {$(
-        impl Leaf for $ty {
-            fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
-                enum_name(out, *self)
-            }
-        }
-    )*};
-}
-enum_leaf!(DeploymentStatus, ReplicaStatus, Health);
 
 pub(crate) fn null(out: &mut Vec<u8>) -> io::Result<()> {
     out.extend_from_slice(b"null");

@@ -6,7 +6,7 @@ use async_graphql::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{deployment_replica, deployment_resources, deployment_status_history};
 
-use super::fields::{Row, row_object};
+use super::fields::{Leaf, Row, enum_name, plain_string, row_object};
 use crate::service::health;
 
 /// A point in time.
@@ -100,6 +100,31 @@ pub enum Health {
     /// No replicas, or none running.
     Unhealthy,
 }
+
+impl Leaf for Timestamp {
+    fn write(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match entity::timestamp::micros_ascii(&self.0) {
+            Some(text) => {
+                out.push(b'"');
+                out.extend_from_slice(&text);
+                out.push(b'"');
+                Ok(())
+            }
+            None => self.with_rfc3339(|text| plain_string(out, text)),
+        }
+    }
+}
+
+macro_rules! enum_leaf {
+    ($($ty:ty),*) => {$(
+        impl Leaf for $ty {
+            fn write(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+                enum_name(out, *self)
+            }
+        }
+    )*};
+}
+enum_leaf!(DeploymentStatus, ReplicaStatus, Health);
 
 #[derive(Debug)]
 pub struct Replica(pub deployment_replica::Model);

@@ -17,8 +17,8 @@ use super::{AppState, database_health::Outcome, media::MediaType, slots::Refusal
 use crate::{
     auth::Session,
     config::Limits,
+    engine::{self, Answer},
     error::{StorageFault, codes},
-    graphql::{self as schema, Answer},
     telemetry::Refusal as Counted,
 };
 
@@ -147,7 +147,7 @@ fn parse_batch(body: &[u8]) -> serde_json::Result<BatchRequest> {
 /// A batch's totals: each operation is bounded alone when it runs, but ten
 /// operations just under the bounds must not add up to ten times the work.
 fn within_limits(requests: &mut [async_graphql::Request], limits: &Limits) -> Result<(), String> {
-    let costs: Vec<schema::Cost> = requests.iter_mut().map(schema::cost).collect();
+    let costs: Vec<engine::Cost> = requests.iter_mut().map(engine::cost).collect();
     let statements: u64 = costs.iter().map(|cost| cost.statements).sum();
     if statements > limits.statements_per_request {
         return Err(format!(

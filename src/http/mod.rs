@@ -39,10 +39,9 @@ use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
     db::{Access, Db, FileWatch, Reads},
+    engine::{Documents, SessionExecutor, documents},
     error::StorageFault,
-    graphql::{
-        AppSchema, Documents, SessionExecutor, Writes, build_schema, build_schema_with, documents,
-    },
+    graphql::{AppSchema, Writes, build_schema, build_schema_with},
     live::ChangeFeed,
     telemetry::{Metrics, RequestId},
 };

@@ -42,8 +42,8 @@ use uuid::Uuid;
 
 use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
+    engine::SessionExecutor,
     error::{ApiError, codes},
-    graphql::SessionExecutor,
     telemetry::{CarriedRequest, Refusal as Counted},
 };
 

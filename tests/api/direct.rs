@@ -1,4 +1,4 @@
-//! Status reads answered directly (`graphql::direct`): a `deployment(id:)`
+//! Status reads answered directly (`engine::direct`): a `deployment(id:)`
 //! document is answered by async-graphql the first time, and straight from
 //! the planned statement's row once validated. Both answers must be the
 //! same, byte for byte, and run the same statements.

@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     async fn check(query: &str, variables: serde_json::Value) -> bool {
-        let registry = crate::graphql::registry().await.expect("registry");
+        let registry = crate::engine::registry().await.expect("registry");
         let document = parse_query(query).expect("parses");
         let operation = match &document.operations {
             DocumentOperations::Single(operation) => &operation.node,

@@ -13,11 +13,12 @@ use async_graphql::{
 use tracing::Instrument;
 
 use super::{
-    AppSchema, Documents, deployment,
+    Documents,
     direct::StatusRead,
     document::{OperationInfo, Prepared},
-    gated, loaders, mutation, registry,
+    gated, registry,
 };
+use crate::graphql::{AppSchema, deployment, loaders, mutation};
 use crate::{
     auth::Session,
     error::{ApiError, codes},

@@ -27,8 +27,8 @@ use async_graphql::{
 use async_graphql_value::{Name, Value as Input};
 use entity::{deployment, deployment_replica, deployment_resources, deployment_status_history};
 
-use super::{
-    deployment::DeploymentColumns,
+use crate::graphql::{
+    deployment::{Deployment, DeploymentColumns},
     fields::{Fields, Write, enum_name, null, plain_string},
     types::{Health, Replica, ReplicaCounts, Resources, StatusChange},
 };
@@ -124,7 +124,7 @@ impl StatusRead {
             }
             _ => return None,
         };
-        let groups = collect(document, &type_name::<super::deployment::Deployment>(), &[field])?;
+        let groups = collect(document, &type_name::<Deployment>(), &[field])?;
         let mut plan = Plan { counts: true, ..Plan::default() };
         let fields = groups
             .into_iter()
@@ -180,9 +180,7 @@ impl StatusRead {
     ) -> std::io::Result<()> {
         let counts = prefetched.counts.unwrap_or_default();
         object(out, &self.fields, |out, field| match field {
-            DeploymentField::Typename => {
-                plain_string(out, &type_name::<super::deployment::Deployment>())
-            }
+            DeploymentField::Typename => plain_string(out, &type_name::<Deployment>()),
             DeploymentField::Column(write) => write(model, out),
             DeploymentField::Health => {
                 enum_name(out, Health::from(counts.health(model.target_replicas)))

@@ -25,13 +25,12 @@ use async_graphql::{
 };
 
 use super::{
-    AppSchema,
     completion::Completion,
     direct::StatusRead,
     refusals::{check, coded, has_code, operation, syntax_error, validation_error},
     tokens, variables,
 };
-use crate::{config::Limits, error::codes};
+use crate::{config::Limits, error::codes, graphql::AppSchema};
 
 /// Distinct documents kept; when full the cache starts over, so hot
 /// documents come straight back and junk cannot pin memory.
