@@ -43,7 +43,7 @@ use crate::{
 /// Fragments nest at most this deep here; deeper documents go to async-graphql.
 const MAX_FRAGMENT_DEPTH: usize = 16;
 
-/// A compiled `deployment(id:)` document.
+/// A compiled `deployment(id:)` or `node(id:)` document.
 #[derive(Debug)]
 pub(super) struct StatusRead {
     /// The root field's response key (its alias or `deployment`).
@@ -103,7 +103,15 @@ impl StatusRead {
             return None;
         };
         let field = &root.node;
-        if field.name.node != "deployment" || !field.directives.is_empty() {
+        // `node(id:)` is a deployment's lookup too, its selection on the
+        // `Node` interface or on `Deployment`.
+        let deployment = type_name::<Deployment>();
+        let types: &[&str] = match field.name.node.as_str() {
+            "deployment" => &[&deployment],
+            "node" => &[&deployment, "Node"],
+            _ => return None,
+        };
+        if !field.directives.is_empty() {
             return None;
         }
         let [(name, value)] = &field.arguments[..] else { return None };
@@ -124,7 +132,7 @@ impl StatusRead {
             }
             _ => return None,
         };
-        let groups = collect(document, &type_name::<Deployment>(), &[field])?;
+        let groups = collect(document, types, &[field])?;
         let mut plan = Plan { counts: true, ..Plan::default() };
         let fields = groups
             .into_iter()
@@ -212,12 +220,13 @@ fn type_name<T: OutputType>() -> Cow<'static, str> {
     T::type_name()
 }
 
-/// The fields `fields` select of an object of type `ty`, grouped by
-/// response key in the order of first appearance (GraphQL's
-/// CollectFields); `None` for what this module leaves to async-graphql.
+/// The fields `fields` select of an object of type `types[0]` (fragments
+/// may also be on the interfaces that follow), grouped by response key in
+/// the order of first appearance (GraphQL's CollectFields); `None` for what
+/// this module leaves to async-graphql.
 fn collect<'d>(
     document: &'d ExecutableDocument,
-    ty: &str,
+    types: &[&str],
     fields: &[&'d Field],
 ) -> Option<Vec<(String, Vec<&'d Field>)>> {
     let mut groups: Vec<(String, Vec<&'d Field>)> = Vec::new();
@@ -226,14 +235,14 @@ fn collect<'d>(
         if field.selection_set.node.items.is_empty() {
             return None;
         }
-        collect_set(document, ty, &field.selection_set.node, &mut groups, &mut index, 0)?;
+        collect_set(document, types, &field.selection_set.node, &mut groups, &mut index, 0)?;
     }
     Some(groups)
 }
 
 fn collect_set<'d>(
     document: &'d ExecutableDocument,
-    ty: &str,
+    types: &[&str],
     set: &'d SelectionSet,
     groups: &mut Vec<(String, Vec<&'d Field>)>,
     index: &mut HashMap<&'d str, usize>,
@@ -262,21 +271,21 @@ fn collect_set<'d>(
                     return None;
                 }
                 let fragment = document.fragments.get(&spread.node.fragment_name.node)?;
-                if fragment.node.type_condition.node.on.node != ty
-                    || !fragment.node.directives.is_empty()
-                {
+                let on = fragment.node.type_condition.node.on.node.as_str();
+                if !types.contains(&on) || !fragment.node.directives.is_empty() {
                     return None;
                 }
                 let set = &fragment.node.selection_set.node;
-                collect_set(document, ty, set, groups, index, depth + 1)?;
+                collect_set(document, types, set, groups, index, depth + 1)?;
             }
             Selection::InlineFragment(inline) => {
                 let inline = &inline.node;
                 let on = inline.type_condition.as_ref().map(|c| c.node.on.node.as_str());
-                if on.is_some_and(|on| on != ty) || !inline.directives.is_empty() {
+                if on.is_some_and(|on| !types.contains(&on)) || !inline.directives.is_empty() {
                     return None;
                 }
-                collect_set(document, ty, &inline.selection_set.node, groups, index, depth + 1)?;
+                let set = &inline.selection_set.node;
+                collect_set(document, types, set, groups, index, depth + 1)?;
             }
         }
     }
@@ -349,7 +358,7 @@ fn select<T: Fields + OutputType>(
         Cow::Borrowed(name) => name,
         Cow::Owned(_) => return None,
     };
-    collect(document, &ty, fields)?
+    collect(document, &[&ty], fields)?
         .into_iter()
         .map(|(key, fields)| {
             let plain = fields.iter().all(|field| {

@@ -31,6 +31,15 @@ impl ReplicaCounts {
         self.pending + self.starting + self.running + self.stopping + self.stopped + self.failed
     }
 
+    /// The counts of `replicas`, every replica of one deployment.
+    pub fn of(replicas: &[deployment_replica::Model]) -> Self {
+        let mut counts = Self::default();
+        for replica in replicas {
+            counts.add(replica.status, 1);
+        }
+        counts
+    }
+
     pub fn add(&mut self, status: ReplicaStatus, count: i64) {
         let slot = match status {
             ReplicaStatus::Pending => &mut self.pending,

@@ -59,13 +59,19 @@ impl Plan {
         *self == Self::default()
     }
 
+    /// Whether the counts need a subquery of their own: not when every
+    /// replica row comes anyway (they are counted from those rows).
+    fn counts_apart(&self) -> bool {
+        self.counts && !self.replicas
+    }
+
     /// Adds the plan's columns to a select of `deployments` rows.
     pub(crate) fn add_columns(
         &self,
         mut select: Select<deployment::Entity>,
         backend: DbBackend,
     ) -> Select<deployment::Entity> {
-        if self.counts {
+        if self.counts_apart() {
             select = select.column_as(relations::counts_json(backend), COUNTS);
         }
         if self.replicas {
@@ -83,9 +89,15 @@ impl Plan {
     /// Reads the plan's columns back from one row.
     pub(crate) fn decode(&self, row: &QueryResult) -> Result<Prefetched, DbErr> {
         let json = |column| row.try_get::<String>("", column);
+        let replicas = self.replicas.then(|| REPLICAS_OF.decode(&json(REPLICAS)?)).transpose()?;
+        let counts = match &replicas {
+            Some(replicas) if self.counts => Some(ReplicaCounts::of(replicas)),
+            _ if self.counts => Some(relations::decode_counts(&json(COUNTS)?)?),
+            _ => None,
+        };
         Ok(Prefetched {
-            counts: self.counts.then(|| relations::decode_counts(&json(COUNTS)?)).transpose()?,
-            replicas: self.replicas.then(|| REPLICAS_OF.decode(&json(REPLICAS)?)).transpose()?,
+            counts,
+            replicas,
             // At most one row, by a unique index.
             resources: (self.resources)
                 .then(|| Ok::<_, DbErr>(RESOURCES_OF.decode(&json(RESOURCES)?)?.pop()))

@@ -114,13 +114,20 @@ where
         parse(json)
     }
 
+    /// Orders the rows; nulls last only where a column may hold one, so that
+    /// an index on a column that cannot (the history's `changed_at`, in its
+    /// index's order) still serves the order and the limit.
     fn order_by(&self, select: &mut SelectStatement) {
         for (column, direction) in self.order {
             let order = match direction {
                 Direction::Asc => sea_orm::Order::Asc,
                 Direction::Desc => sea_orm::Order::Desc,
             };
-            select.order_by_with_nulls(*column, order, sea_orm::sea_query::NullOrdering::Last);
+            if column.def().is_null() {
+                select.order_by_with_nulls(*column, order, sea_orm::sea_query::NullOrdering::Last);
+            } else {
+                select.order_by(*column, order);
+            }
         }
     }
 }

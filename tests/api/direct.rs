@@ -33,11 +33,14 @@ const EVERY_FIELD: &str = "query Status($id: ID!) {
 }
 fragment Summary on Deployment { name health replicas { status id } }";
 
-const DOCUMENTS: [&str; 4] = [
+const DOCUMENTS: [&str; 7] = [
     EVERY_FIELD,
     "query($id: ID!) { deployment(id: $id) { health } }",
     "query($id: ID!) { deployment(id: $id) { id resources { cpuCores } statusHistory(limit: 100) { reason } } }",
     "{ deployment(id: \"ID\") { id name status } }",
+    "query($id: ID!) { node(id: $id) { __typename id ... on Deployment { name health replicas { id status } } } }",
+    "query($id: ID!) { n: node(id: $id) { ...N ...D } } fragment N on Node { id } fragment D on Deployment { status }",
+    "{ node(id: \"ID\") { id } }",
 ];
 
 /// A status read of every field of `Deployment` and of each object below it,
