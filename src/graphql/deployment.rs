@@ -7,7 +7,7 @@ use async_graphql::{Context, ID, Object, Result, ResultExt};
 use entity::deployment;
 
 use super::{
-    fields::{Row, row_object},
+    fields::row_object,
     loaders::{CountsOf, HistoryOf, Loaders, ReplicasOf, ResourcesOf},
     null_on_error, prefetch,
     types::{
@@ -80,13 +80,6 @@ impl Deployment {
 /// not in the schema).
 #[derive(Debug)]
 pub(crate) struct DeploymentColumns<'a>(&'a deployment::Model);
-
-impl Row for DeploymentColumns<'_> {
-    type Row = deployment::Model;
-    fn row(&self) -> &Self::Row {
-        self.0
-    }
-}
 
 row_object! {
     #[Object(visible = false)]

@@ -17,17 +17,14 @@ use std::io;
 
 use async_graphql::{ID, resolver_utils::EnumType};
 
-/// The row an object is a view of.
-pub(crate) trait Row {
-    type Row: 'static;
-    fn row(&self) -> &Self::Row;
-}
-
 /// Writes one plain field of `R`'s object as JSON.
 pub(crate) type Write<R> = fn(&R, &mut Vec<u8>) -> io::Result<()>;
 
 /// An object's plain fields: GraphQL name and writer, in declaration order.
-pub(crate) trait Fields: Row {
+pub(crate) trait Fields {
+    /// The row the object is a view of (the object is a newtype of it, or
+    /// of a reference to it).
+    type Row: 'static;
     const FIELDS: &'static [(&'static str, Write<Self::Row>)];
 
     /// The writer of the plain field named `name`.
@@ -57,7 +54,7 @@ macro_rules! row_object {
                 $(#[doc = $doc])*
                 #[graphql(name = $name)]
                 async fn $field(&self) -> $out {
-                    let $r: &$row = $crate::graphql::fields::Row::row(self);
+                    let $r: &$row = &self.0;
                     $body
                 }
             )*
@@ -65,6 +62,7 @@ macro_rules! row_object {
         }
 
         impl $crate::graphql::fields::Fields for $ty {
+            type Row = $row;
             const FIELDS: &'static [(&'static str, $crate::graphql::fields::Write<$row>)] = &[
                 $((
                     $name,

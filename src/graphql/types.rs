@@ -6,7 +6,7 @@ use async_graphql::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{deployment_replica, deployment_resources, deployment_status_history};
 
-use super::fields::{Leaf, Row, enum_name, plain_string, row_object};
+use super::fields::{Leaf, enum_name, plain_string, row_object};
 use crate::service::health;
 
 /// A point in time.
@@ -129,13 +129,6 @@ enum_leaf!(DeploymentStatus, ReplicaStatus, Health);
 #[derive(Debug)]
 pub struct Replica(pub deployment_replica::Model);
 
-impl Row for Replica {
-    type Row = deployment_replica::Model;
-    fn row(&self) -> &Self::Row {
-        &self.0
-    }
-}
-
 row_object! {
     /// One replica (container) of a deployment.
     #[Object]
@@ -158,13 +151,6 @@ row_object! {
 #[derive(Debug)]
 pub struct Resources(pub deployment_resources::Model);
 
-impl Row for Resources {
-    type Row = deployment_resources::Model;
-    fn row(&self) -> &Self::Row {
-        &self.0
-    }
-}
-
 row_object! {
     /// Resources allocated to each replica of a deployment.
     #[Object]
@@ -182,13 +168,6 @@ row_object! {
 
 #[derive(Debug)]
 pub struct StatusChange(pub deployment_status_history::Model);
-
-impl Row for StatusChange {
-    type Row = deployment_status_history::Model;
-    fn row(&self) -> &Self::Row {
-        &self.0
-    }
-}
 
 row_object! {
     /// One status transition of a deployment.
@@ -208,13 +187,6 @@ row_object! {
 /// The replica counts the service computes, as the schema shows them.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaCounts(pub health::ReplicaCounts);
-
-impl Row for ReplicaCounts {
-    type Row = health::ReplicaCounts;
-    fn row(&self) -> &Self::Row {
-        &self.0
-    }
-}
 
 row_object! {
     /// How many replicas a deployment has, in total and per status.
