@@ -132,14 +132,18 @@ async fn prepare_database(config: &Config, access: Access) -> AppResult<Option<d
 /// says which) that reaches the database through a transaction pooler.
 async fn refuse_transaction_pooler(url: &str, what: &str) -> AppResult<()> {
     if db::behind_transaction_pooler(url).await? {
-        return Err(format!(
-            "{what} reaches Postgres through a transaction pooler (a statement prepared on \
-             one connection was found on another): set DB_PREPARED_STATEMENTS=false, or \
-             connect to Postgres directly"
-        )
-        .into());
+        return Err(pooler_refusal(what).into());
     }
     Ok(())
+}
+
+/// Why a URL behind a transaction pooler is refused with prepared statements.
+fn pooler_refusal(what: &str) -> String {
+    format!(
+        "{what} reaches Postgres through a transaction pooler (a statement prepared on one \
+         connection was found on another): set DB_PREPARED_STATEMENTS=false, or connect to \
+         Postgres directly"
+    )
 }
 
 /// Where queries read: the primary alone, or also the replicas of
@@ -173,7 +177,7 @@ async fn reads(
         }
         if prepared {
             match db::behind_transaction_pooler(replica).await {
-                Ok(true) => refuse_transaction_pooler(replica, &what).await?,
+                Ok(true) => return Err(pooler_refusal(&what).into()),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(replica = index, %error,
                     "replica unreachable at start: reads go to the primary until it answers"),
