@@ -26,7 +26,7 @@ use async_graphql::{
 
 use super::{
     completion::Completion,
-    direct::StatusRead,
+    direct::Compiled,
     refusals::{check, coded, has_code, operation, syntax_error, validation_error},
     tokens, variables,
 };
@@ -65,8 +65,9 @@ struct Checked {
     /// It has passed all of async-graphql's validation rules once. Only
     /// for a document of one operation, which every request of it runs.
     validated: AtomicBool,
-    /// The document compiled as a status read, once validated (see `direct`).
-    status_read: OnceLock<Option<StatusRead>>,
+    /// The document compiled for answering directly (see `direct`); used
+    /// once it has passed validation.
+    compiled: OnceLock<Option<Compiled>>,
 }
 
 /// The document and operation of a request about to run: what completes its
@@ -167,7 +168,7 @@ impl Documents {
                     document,
                     verdict,
                     validated: AtomicBool::new(false),
-                    status_read: OnceLock::new(),
+                    compiled: OnceLock::new(),
                 });
                 self.cache(&request.query, checked.clone());
                 (checked, true)
@@ -215,16 +216,23 @@ impl Prepared {
         }
     }
 
-    /// The document compiled as a status read, if it is one that passed
-    /// every validation rule before (so [`super::direct`] may answer it).
-    pub(super) fn status_read(&self) -> Option<&StatusRead> {
+    /// The document compiled, if it is a read that [`super::direct`]
+    /// answers and it passed every validation rule before.
+    pub(super) fn compiled(&self) -> Option<&Compiled> {
         if !self.checked.validated.load(Ordering::Relaxed) {
             return None;
         }
-        self.checked
-            .status_read
-            .get_or_init(|| StatusRead::compile(&self.checked.document))
-            .as_ref()
+        self.compile()
+    }
+
+    fn compile(&self) -> Option<&Compiled> {
+        self.checked.compiled.get_or_init(|| Compiled::compile(&self.checked.document)).as_ref()
+    }
+
+    /// The page size the request asks for with `variables`, if the document
+    /// is a list `direct` answers (to [`Self::complete`] with).
+    pub(super) fn page_size(&self, variables: &async_graphql::Variables) -> Option<u64> {
+        self.compile()?.page_size(variables)
     }
 
     /// What this request runs.
@@ -256,8 +264,14 @@ impl Prepared {
 
     /// Codes the request errors async-graphql reported (its parser bounds
     /// and validation), puts the data in selection order and propagates
-    /// its errors' nulls.
-    pub(super) fn complete(&self, response: &mut Response, registry: Option<&Registry>) {
+    /// its errors' nulls. `page_size` is the request's, for a list (see
+    /// [`Self::page_size`]): its cost passed validation.
+    pub(super) fn complete(
+        &self,
+        response: &mut Response,
+        registry: Option<&Registry>,
+        page_size: Option<u64>,
+    ) {
         let mut refused = false;
         for error in &mut response.errors {
             // Resolver errors carry a path and a code; what has neither
@@ -277,6 +291,9 @@ impl Prepared {
         // Named or not, one operation: every request of the document runs it.
         let single = operation(&self.checked.document, None).is_ok();
         if !refused && single {
+            if let Some(compiled) = self.compile() {
+                compiled.validated(page_size);
+            }
             self.checked.validated.store(true, Ordering::Relaxed);
         }
         let Some(registry) = registry else { return };
@@ -304,7 +321,7 @@ impl Prepared {
     ) -> BoxStream<'static, Response> {
         stream
             .map(move |mut response| {
-                self.complete(&mut response, registry);
+                self.complete(&mut response, registry, None);
                 response
             })
             .scan(None, |last: &mut Option<(Value, Vec<ServerError>)>, response: Response| {
@@ -345,10 +362,14 @@ mod tests {
         assert!(!validated, "validated before any run");
         // A run refused by the rules (here: a variable of the wrong type)
         // marks nothing.
-        prepared.complete(&mut Response::from_errors(vec![ServerError::new("no", None)]), registry);
+        prepared.complete(
+            &mut Response::from_errors(vec![ServerError::new("no", None)]),
+            registry,
+            None,
+        );
         assert!(!schema(&mut request(json!({ "id": "b" })), &documents).1);
         // A run that got past them does.
-        prepared.complete(&mut Response::new(Value::Null), registry);
+        prepared.complete(&mut Response::new(Value::Null), registry, None);
         assert!(schema(&mut request(json!({ "id": "b" })), &documents).1);
         assert!(!schema(&mut request(json!({ "id": true })), &documents).1, "a boolean id");
         // A required variable left out is refused before anything runs.

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 
 use crate::db::{Db, Reads, Target};
 use async_graphql::{
-    ErrorExtensions, Executor, ID, Name, PathSegment, Request, Response, ServerError, Value,
+    ErrorExtensions, Executor, ID, Name, PathSegment, Pos, Request, Response, ServerError, Value,
     futures_util::stream::{self, BoxStream, StreamExt},
     registry::Registry,
 };
@@ -14,11 +14,11 @@ use tracing::Instrument;
 
 use super::{
     Documents,
-    direct::StatusRead,
+    direct::{Compiled, ListPage, ListRead, StatusRead},
     document::{OperationInfo, Prepared},
     gated, registry,
 };
-use crate::graphql::{AppSchema, deployment, loaders, mutation};
+use crate::graphql::{AppSchema, connection::ListRequest, deployment, loaders, mutation};
 use crate::{
     auth::Session,
     error::{ApiError, codes},
@@ -179,7 +179,6 @@ impl SessionExecutor {
     /// then the response written from the row, or the response holding the
     /// error (not found, the database's) as the resolver reports it.
     async fn read_status(&self, read: &StatusRead, id: &ID, scope: &Arc<Scope>, db: &Db) -> Answer {
-        self.metrics.direct_read();
         let user = self.session.user;
         let fetch = async {
             let Ok(parsed) = deployment::parse_id(id) else { return Ok(Vec::new()) };
@@ -189,14 +188,11 @@ impl SessionExecutor {
             Ok(found) => found,
             Err(timed_out) => return Answer::Response(timed_out),
         };
-        let (key, position) = read.root();
+        // `deployment` and `node` are nullable: the error nulls the field.
         let failed = |err: ApiError| {
-            let mut error = err.extend().into_server_error(position);
-            error.path = vec![PathSegment::Field(key.to_owned())];
-            let data = Value::Object([(Name::new(key), Value::Null)].into_iter().collect());
-            let mut response = Response::new(data);
-            response.errors.push(error);
-            Answer::Response(response)
+            let root = read.root();
+            let data = Value::Object([(Name::new(&root.key), Value::Null)].into_iter().collect());
+            failed(data, err, &[root.key.as_str()], root.position)
         };
         let (model, prefetched) = match found.map(|rows| rows.into_iter().next()) {
             Ok(Some(row)) => row,
@@ -204,13 +200,42 @@ impl SessionExecutor {
             Err(err) => return failed(err),
         };
         deployment::log_lookup(user, &model, prefetched.counts.unwrap_or_default());
-        match read.write(&model, &prefetched) {
-            Ok(written) => Answer::Written(written),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot write a status read's response");
-                failed(ApiError::Internal(Arc::new(sea_orm::DbErr::Custom(err.to_string()))))
+        written(read.write(&model, &prefetched), |err| failed(err))
+    }
+
+    /// Answers a compiled list read (see `direct`): the page's statement and,
+    /// when selected, the count's, then the response written from the rows;
+    /// an error nulls the whole (non-null) connection, hence the data.
+    async fn read_list(
+        &self,
+        read: &ListRead,
+        request: ListRequest,
+        scope: &Arc<Scope>,
+        db: &Db,
+    ) -> Answer {
+        let ListRequest { filter, first, after } = request;
+        let root = read.root();
+        let fetch = async {
+            let page = deployments::list_page(db, &filter, first, after, read.plan())
+                .await
+                .map_err(|err| (err, None))?;
+            let total_count = match read.total_count() {
+                Some(position) => Some(
+                    deployments::count(db, &filter).await.map_err(|err| (err, Some(position)))?,
+                ),
+                None => None,
+            };
+            Ok(ListPage { page, has_previous_page: after.is_some(), total_count })
+        };
+        let read_page = match self.within_timeout(scope.clone().run(fetch)).await {
+            Ok(Ok(page)) => page,
+            Ok(Err((err, None))) => return failed(Value::Null, err, &[&root.key], root.position),
+            Ok(Err((err, Some(position)))) => {
+                return failed(Value::Null, err, &[&root.key, "totalCount"], position);
             }
-        }
+            Err(timed_out) => return Answer::Response(timed_out),
+        };
+        written(read.write(&read_page), |err| failed(Value::Null, err, &[&root.key], root.position))
     }
 
     /// Reports an answered operation: metrics, the log line, the request id
@@ -295,21 +320,21 @@ impl SessionExecutor {
         let scope = Scope::new(info.entry_point.clone());
         let span = operation_span(&info);
         prepared.attach(&mut request);
+        let page_size = prepared.page_size(&request.variables);
         let registry = registry().await;
         let db = self.reading_for(info.kind);
         let mut response =
             self.run(request, prepared, registry, &scope, &db).instrument(span).await;
-        prepared.complete(&mut response, registry);
+        prepared.complete(&mut response, registry, page_size);
         let target = self.finished(info.kind, &db, scope.statements());
         self.answered(info, &mut response, started, scope.statements(), target);
         response
     }
 
-    /// Answers a compiled status read without async-graphql (see `direct`).
+    /// Answers a compiled read without async-graphql (see `direct`).
     async fn answer_directly(
         &self,
-        read: &StatusRead,
-        id: &ID,
+        read: Direct<'_>,
         prepared: &Prepared,
         started: Instant,
     ) -> Answer {
@@ -317,7 +342,14 @@ impl SessionExecutor {
         let scope = Scope::new(info.entry_point.clone());
         let span = operation_span(&info);
         let db = self.reading_for(info.kind);
-        let answer = self.read_status(read, id, &scope, &db).instrument(span).await;
+        self.metrics.direct_read();
+        let answer = async {
+            match read {
+                Direct::Status(read, id) => self.read_status(read, &id, &scope, &db).await,
+                Direct::List(read, request) => self.read_list(read, request, &scope, &db).await,
+            }
+        };
+        let answer = answer.instrument(span).await;
         let target = self.finished(info.kind, &db, scope.statements());
         match answer {
             Answer::Written(written) => {
@@ -328,6 +360,46 @@ impl SessionExecutor {
                 self.answered(info, &mut response, started, scope.statements(), target);
                 Answer::Response(response)
             }
+        }
+    }
+
+    /// What `direct` answers of `request`, if anything: a compiled read
+    /// whose variables plainly fit and whose arguments the resolver would
+    /// take (its errors are async-graphql's to write).
+    fn direct<'p>(&self, prepared: &'p Prepared, request: &Request) -> Option<Direct<'p>> {
+        match prepared.compiled()? {
+            Compiled::Status(read) => Some(Direct::Status(read, read.id(&request.variables)?)),
+            Compiled::List(read) => {
+                let arguments = read.arguments(&request.variables)?;
+                Some(Direct::List(read, arguments.check(self.session.user).ok()?))
+            }
+        }
+    }
+}
+
+/// A read `direct` answers, with the request's arguments.
+enum Direct<'p> {
+    Status(&'p StatusRead, ID),
+    List(&'p ListRead, ListRequest),
+}
+
+/// The response holding `err` at `path` (its field at `position`), with
+/// `data` as the error leaves it.
+fn failed(data: Value, err: ApiError, path: &[&str], position: Pos) -> Answer {
+    let mut error = err.extend().into_server_error(position);
+    error.path = path.iter().map(|key| PathSegment::Field((*key).to_owned())).collect();
+    let mut response = Response::new(data);
+    response.errors.push(error);
+    Answer::Response(response)
+}
+
+/// The answer `direct` wrote, or the one `failed` gives if it could not.
+fn written(written: std::io::Result<Vec<u8>>, failed: impl FnOnce(ApiError) -> Answer) -> Answer {
+    match written {
+        Ok(written) => Answer::Written(written),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot write a compiled read's response");
+            failed(ApiError::Internal(Arc::new(sea_orm::DbErr::Custom(err.to_string()))))
         }
     }
 }
@@ -354,10 +426,8 @@ impl SessionExecutor {
             Ok(prepared) => prepared,
             Err(refusal) => return Answer::Response(*refusal),
         };
-        let read =
-            prepared.status_read().and_then(|read| Some((read, read.id(&request.variables)?)));
-        match read {
-            Some((read, id)) => self.answer_directly(read, &id, &prepared, started).await,
+        match self.direct(&prepared, &request) {
+            Some(read) => self.answer_directly(read, &prepared, started).await,
             None => Answer::Response(self.execute_prepared(request, &prepared, started).await),
         }
     }

@@ -1,15 +1,19 @@
 //! The Relay-style `DeploymentConnection` of the list page.
 
 use crate::db::Db;
-use async_graphql::{Context, Object, Result, ResultExt, SimpleObject};
+use async_graphql::{Context, Object, Result, ResultExt};
+
+use entity::deployment;
 
 use super::{
     deployment::Deployment,
+    fields::row_object,
     loaders::Loaders,
     prefetch,
     types::{DeploymentStatus, Health},
 };
 use crate::{
+    error::ApiError,
     ids::UserId,
     service::{
         deployments::{self, ListFilter, Page},
@@ -29,45 +33,67 @@ impl DeploymentConnection {
     pub fn new(page: Page, filter: ListFilter, has_previous_page: bool) -> Self {
         Self { page, filter, has_previous_page }
     }
-
-    fn cursors(&self) -> impl Iterator<Item = String> + '_ {
-        self.page
-            .rows
-            .iter()
-            .map(|(row, _)| Cursor { created_at: row.created_at, id: row.id }.encode())
-    }
 }
 
+/// A deployment and its cursor, over the deployment's row.
 #[derive(Debug)]
-pub struct DeploymentEdge {
-    cursor: String,
-    node: Deployment,
+pub struct DeploymentEdge(deployment::Model);
+
+row_object! {
+    /// A deployment and its cursor.
+    #[Object]
+    impl DeploymentEdge, over deployment::Model {
+        /// Pass as `after` to continue after this deployment.
+        "cursor" cursor(d) -> String = Cursor::after(d).encode();
+        resolvers {
+            /// The deployment.
+            async fn node(&self) -> Deployment {
+                Deployment::new(self.0.clone())
+            }
+        }
+    }
 }
 
-/// A deployment and its cursor.
-#[Object]
-impl DeploymentEdge {
-    /// Pass as `after` to continue after this deployment.
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    /// The deployment.
-    async fn node(&self) -> &Deployment {
-        &self.node
-    }
-}
+/// Where a page sits in the whole list.
+#[derive(Debug)]
+pub struct PageInfo(PageState);
 
-/// Where this page sits in the whole list.
-#[derive(SimpleObject, Debug)]
-pub struct PageInfo {
-    /// More deployments follow this page.
+/// What `PageInfo` tells of a page.
+#[derive(Debug)]
+pub(crate) struct PageState {
     pub has_next_page: bool,
-    /// This page was requested with `after`, so deployments precede it.
     pub has_previous_page: bool,
-    /// Cursor of the first deployment of the page.
     pub start_cursor: Option<String>,
-    /// Cursor of the last deployment of the page; pass it as `after`.
     pub end_cursor: Option<String>,
+}
+
+impl PageState {
+    pub(crate) fn of(page: &Page, has_previous_page: bool) -> Self {
+        let cursor = |row: Option<&(deployment::Model, _)>| {
+            row.map(|(model, _)| Cursor::after(model).encode())
+        };
+        Self {
+            has_next_page: page.has_next_page,
+            has_previous_page,
+            start_cursor: cursor(page.rows.first()),
+            end_cursor: cursor(page.rows.last()),
+        }
+    }
+}
+
+row_object! {
+    /// Where this page sits in the whole list.
+    #[Object]
+    impl PageInfo, over PageState {
+        /// More deployments follow this page.
+        "hasNextPage" has_next_page(p) -> bool = p.has_next_page;
+        /// This page was requested with `after`, so deployments precede it.
+        "hasPreviousPage" has_previous_page(p) -> bool = p.has_previous_page;
+        /// Cursor of the first deployment of the page.
+        "startCursor" start_cursor(p) -> Option<&str> = p.start_cursor.as_deref();
+        /// Cursor of the last deployment of the page; pass it as `after`.
+        "endCursor" end_cursor(p) -> Option<&str> = p.end_cursor.as_deref();
+    }
 }
 
 /// A page of your deployments, newest first.
@@ -75,12 +101,7 @@ pub struct PageInfo {
 impl DeploymentConnection {
     /// The deployments with their cursors.
     async fn edges(&self) -> Vec<DeploymentEdge> {
-        self.page
-            .rows
-            .iter()
-            .zip(self.cursors())
-            .map(|(row, cursor)| DeploymentEdge { cursor, node: Deployment::new(row.0.clone()) })
-            .collect()
+        self.page.rows.iter().map(|(row, _)| DeploymentEdge(row.clone())).collect()
     }
     /// The deployments alone.
     async fn nodes(&self) -> Vec<Deployment> {
@@ -88,18 +109,46 @@ impl DeploymentConnection {
     }
     /// Pagination state.
     async fn page_info(&self) -> PageInfo {
-        PageInfo {
-            has_next_page: self.page.has_next_page,
-            has_previous_page: self.has_previous_page,
-            start_cursor: self.cursors().next(),
-            end_cursor: self.cursors().last(),
-        }
+        PageInfo(PageState::of(&self.page, self.has_previous_page))
     }
     /// How many deployments match the filters, across all pages (one extra
     /// query, run only when selected).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         let db = ctx.data::<Db>()?;
         deployments::count(db, &self.filter).await.extend()
+    }
+}
+
+/// The arguments of `deployments`, as given.
+#[derive(Debug, Clone)]
+pub(crate) struct ListArguments {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub status: Option<DeploymentStatus>,
+    pub health: Option<Health>,
+}
+
+/// What `deployments` reads: whose and which rows, how many, after which.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListRequest {
+    pub filter: ListFilter,
+    pub first: u64,
+    pub after: Option<Cursor>,
+}
+
+impl ListArguments {
+    /// The arguments checked, for `user`: a page size out of range or a
+    /// cursor that does not decode is `BAD_USER_INPUT`.
+    pub(crate) fn check(self, user: UserId) -> Result<ListRequest, ApiError> {
+        let first =
+            pagination::page_size(self.first.unwrap_or(pagination::Limits::DEFAULT_PAGE_SIZE))?;
+        let after = self.after.as_deref().map(Cursor::decode).transpose()?;
+        let filter = ListFilter {
+            user,
+            status: self.status.map(Into::into),
+            health: self.health.map(Into::into),
+        };
+        Ok(ListRequest { filter, first, after })
     }
 }
 
@@ -121,14 +170,8 @@ impl ListQuery {
     ) -> Result<DeploymentConnection> {
         let user = *ctx.data::<UserId>()?;
         let db = ctx.data::<Db>()?;
-        let first = pagination::page_size(first.unwrap_or(pagination::Limits::DEFAULT_PAGE_SIZE))
-            .extend()?;
-        let after = after.as_deref().map(pagination::Cursor::decode).transpose().extend()?;
-        let filter = deployments::ListFilter {
-            user,
-            status: status.map(Into::into),
-            health: health.map(Into::into),
-        };
+        let ListRequest { filter, first, after } =
+            ListArguments { first, after, status, health }.check(user).extend()?;
         let selection = ctx.look_ahead();
         let plan =
             prefetch::plan(&[selection.field("nodes"), selection.field("edges").field("node")]);

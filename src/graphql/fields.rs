@@ -110,6 +110,19 @@ impl Leaf for ID {
     }
 }
 
+impl Leaf for String {
+    fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        string(out, self)
+    }
+}
+
+impl Leaf for bool {
+    fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(if *self { b"true" } else { b"false" });
+        Ok(())
+    }
+}
+
 impl Leaf for i32 {
     fn write(&self, out: &mut Vec<u8>) -> io::Result<()> {
         integer(out, *self)

@@ -25,6 +25,11 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The position right after `row`.
+    pub fn after(row: &entity::deployment::Model) -> Self {
+        Self { created_at: row.created_at, id: row.id }
+    }
+
     pub fn encode(&self) -> String {
         // Nanoseconds keep the round trip exact whatever precision the backend stores.
         let nanos = self.created_at.timestamp_nanos_opt().unwrap_or(i64::MAX);

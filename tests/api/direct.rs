@@ -1,13 +1,13 @@
-//! Status reads answered directly (`engine::direct`): a `deployment(id:)`
-//! document is answered by async-graphql the first time, and straight from
-//! the planned statement's row once validated. Both answers must be the
-//! same, byte for byte, and run the same statements.
+//! Reads answered directly (`engine::direct`): a `deployment(id:)` or
+//! `deployments(...)` document is answered by async-graphql the first time,
+//! and straight from the planned statements' rows once validated. Both
+//! answers must be the same, byte for byte, and run the same statements.
 
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use entity::{ReplicaStatus, deployment_replica};
+use entity::{DeploymentStatus, ReplicaStatus, deployment_replica};
 use http_body_util::BodyExt;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
@@ -47,6 +47,16 @@ const DOCUMENTS: [&str; 7] = [
 /// as the schema declares them today (fields with a required argument
 /// aside): a field added to the schema is compared here with no edit.
 async fn every_field_in_the_schema() -> String {
+    format!(
+        "query($id: ID!) {{ deployment(id: $id) {{ {} }} }}",
+        every_field_of("Deployment").await
+    )
+}
+
+/// A selection of every field of the object type `name` and of each object
+/// below it, from the schema's introspection (fields with a required
+/// argument aside).
+async fn every_field_of(name: &str) -> String {
     const TYPES: &str = "{ __schema { types { name fields { name args { type { kind } } \
         type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
     let response = deployql::graphql::build_schema().execute(TYPES).await;
@@ -80,7 +90,7 @@ async fn every_field_in_the_schema() -> String {
         }
         parts.join(" ")
     }
-    format!("query($id: ID!) {{ deployment(id: $id) {{ {} }} }}", selection(&types, "Deployment"))
+    selection(&types, name)
 }
 
 /// The status and body of one POST as `user`, with a fixed request id so
@@ -182,6 +192,124 @@ async fn a_status_read_answered_directly_is_the_same_answer_byte_for_byte(app: &
     assert_eq!(status["resources"]["cpuCores"], 1.5, "{answer}");
 }
 
+/// The list documents compared: every field of the connection (whatever
+/// the schema holds), and a frontend's usual shapes.
+async fn list_documents() -> Vec<String> {
+    const ARGUMENTS: &str = "$first: Int, $after: String, $status: DeploymentStatus, \
+        $health: Health";
+    let every_field = every_field_of("DeploymentConnection").await;
+    assert!(every_field.contains("edges { __typename cursor node {"), "{every_field}");
+    assert!(every_field.contains("pageInfo {"), "{every_field}");
+    vec![
+        format!(
+            "query List({ARGUMENTS}) {{ deployments(first: $first, after: $after, \
+             status: $status, health: $health) {{ {every_field} }} }}"
+        ),
+        format!(
+            "query Page({ARGUMENTS}) {{ list: deployments(first: $first, after: $after, \
+             status: $status, health: $health) {{ totalCount \
+             nodes {{ ...Row }} pageInfo {{ hasNextPage endCursor }} }} }} \
+             fragment Row on Deployment {{ id name status health replicaCounts {{ running total }} }}"
+        ),
+        "{ deployments(first: 2, health: DEGRADED) { edges { cursor } \
+         ... on DeploymentConnection { pageInfo { startCursor } } } }"
+            .to_owned(),
+    ]
+}
+
+async fn a_list_answered_directly_is_the_same_answer_byte_for_byte(app: &TestApp) {
+    let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let start = chrono::Utc::now() - chrono::Duration::hours(2);
+    for n in 0..5_i64 {
+        let new = NewDeployment {
+            replicas: vec![ReplicaStatus::Running, ReplicaStatus::Failed],
+            target: if n % 2 == 0 { 2 } else { 1 },
+            status: if n == 3 { DeploymentStatus::Failed } else { DeploymentStatus::Running },
+            resources: n != 1,
+            history: 3,
+            // Two with the same instant: the cursor's id breaks the tie.
+            created_at: start + chrono::Duration::minutes(n.min(3)),
+            ..NewDeployment::default()
+        };
+        app.insert(user, new).await;
+    }
+    sparse(app, user).await;
+    app.insert(other, NewDeployment::default()).await;
+    // A cursor into the middle of the list.
+    let body = json!({ "query": "{ deployments(first: 2) { pageInfo { endCursor } } }" });
+    let (_, page) = post(app, user, &body).await;
+    let page: Value = serde_json::from_str(&page).expect("JSON");
+    let cursor = page["data"]["deployments"]["pageInfo"]["endCursor"].clone();
+    assert!(cursor.is_string(), "{page}");
+    let variables = [
+        json!({}),
+        json!({ "first": 2 }),
+        json!({ "first": 2, "after": cursor }),
+        json!({ "first": null, "status": "RUNNING" }),
+        json!({ "health": "DEGRADED", "first": 10 }),
+        json!({ "status": "STOPPED" }),
+    ];
+    for (n, document) in list_documents().await.iter().enumerate() {
+        for (m, variables) in variables.iter().enumerate() {
+            let query = format!("{document}\n# {n}.{m}");
+            let body = json!({ "query": query, "variables": variables });
+            let before = app.statements.lock().expect("log").len();
+            let (status, expected) = post(app, user, &body).await;
+            let between = app.statements.lock().expect("log").len();
+            let reads = direct_reads(app).await;
+            let (direct_status, direct) = post(app, user, &body).await;
+            let after = app.statements.lock().expect("log").len();
+            assert_eq!(direct_reads(app).await, reads + 1, "not answered directly: {query}");
+            assert_eq!((direct_status, &direct), (status, &expected), "{query}\n{variables}");
+            assert_eq!(after - between, between - before, "statements: {query}");
+            assert!(after - between <= 2, "two statements at most: {query}");
+        }
+    }
+    // The answers compared are the real thing, not two empty ones.
+    let documents = list_documents().await;
+    let body = json!({ "query": documents[0], "variables": { "first": 2, "after": cursor } });
+    let (_, answer) = post(app, user, &body).await;
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    let list = &answer["data"]["deployments"];
+    assert_eq!(list["totalCount"], 6, "{answer}");
+    assert_eq!(list["nodes"].as_array().map(Vec::len), Some(2), "{answer}");
+    assert_eq!(list["pageInfo"]["hasPreviousPage"], true, "{answer}");
+    assert_eq!(list["pageInfo"]["hasNextPage"], true, "{answer}");
+    assert_eq!(list["edges"][0]["node"]["replicas"].as_array().map(Vec::len), Some(2), "{answer}");
+}
+
+/// A page larger than any the document was validated with is measured
+/// again (its cost grows with the page), and arguments the resolver
+/// refuses get the resolver's error, from async-graphql.
+async fn a_list_with_a_larger_page_or_bad_arguments_goes_to_async_graphql(app: &TestApp) {
+    let user = Uuid::new_v4();
+    app.insert(user, NewDeployment::default()).await;
+    let query = "query($first: Int, $after: String) { deployments(first: $first, after: $after) \
+        { nodes { statusHistory(limit: 100) { reason changedAt newStatus oldStatus } } } }";
+    let ask = |variables: Value| json!({ "query": query, "variables": variables });
+    let reads = direct_reads(app).await;
+    assert_eq!(post(app, user, &ask(json!({ "first": 1 }))).await.0, StatusCode::OK);
+    assert_eq!(post(app, user, &ask(json!({ "first": 1 }))).await.0, StatusCode::OK);
+    assert_eq!(direct_reads(app).await, reads + 1);
+    // 100 rows of 100 history rows of 5 fields: over the complexity bound.
+    let (_, answer) = post(app, user, &ask(json!({ "first": 100 }))).await;
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX", "{answer}");
+    let refusals = [
+        (json!({ "first": 0 }), "BAD_USER_INPUT"),
+        (json!({ "first": 1, "after": "not a cursor" }), "BAD_USER_INPUT"),
+        (json!({ "first": "1" }), "GRAPHQL_VALIDATION_FAILED"),
+    ];
+    for (variables, code) in refusals {
+        for _ in 0..2 {
+            let (_, answer) = post(app, user, &ask(variables.clone())).await;
+            let answer: Value = serde_json::from_str(&answer).expect("JSON");
+            assert_eq!(answer["errors"][0]["extensions"]["code"], code, "{variables}: {answer}");
+        }
+    }
+    assert_eq!(direct_reads(app).await, reads + 1, "none of these answered directly");
+}
+
 async fn documents_the_direct_path_does_not_know_are_answered_as_before(app: &TestApp) {
     let user = Uuid::new_v4();
     let id = app.insert(user, NewDeployment::default()).await;
@@ -222,5 +350,7 @@ async fn documents_the_direct_path_does_not_know_are_answered_as_before(app: &Te
 
 backend_tests!(
     a_status_read_answered_directly_is_the_same_answer_byte_for_byte,
+    a_list_answered_directly_is_the_same_answer_byte_for_byte,
+    a_list_with_a_larger_page_or_bad_arguments_goes_to_async_graphql,
     documents_the_direct_path_does_not_know_are_answered_as_before,
 );
