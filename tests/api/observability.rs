@@ -163,6 +163,41 @@ async fn subscription_and_socket_gauges_go_up_and_down() {
     assert_eq!(server.metric("deployql_live_subscriptions").await, 0);
 }
 
+/// Every line the requests answered before SIGTERM logged is in the log
+/// once the process has exited, however soon after them the signal came
+/// (lines are written in batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_is_lost_on_sigterm() {
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let dir = tempdir();
+    let log = dir.join("server.log");
+    let env = [("JWT_SECRET", SECRET), ("LOG_FORMAT", "json"), ("RUST_LOG", "info")];
+    let mut server = ServerProcess::spawn_with_log(&app.database_url(), &env, &log);
+    server.wait_ready().await;
+    let token = app.token(user);
+    const REQUESTS: usize = 300;
+    let lookup = json!({ "query": STATUS_PAGE, "variables": { "id": id } });
+    for _ in 0..REQUESTS {
+        let (status, _, body) = post(server.addr, Some(&token), &[], lookup.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = server.wait(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<Value> =
+        text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let count = |message: &str| lines.iter().filter(|line| line["message"] == message).count();
+    assert_eq!(count("graphql operation"), REQUESTS, "one line per operation");
+    assert_eq!(count("status lookup"), REQUESTS, "one line per lookup");
+}
+
 #[tokio::test]
 async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
     let app = TestApp::sqlite().await;
