@@ -61,7 +61,7 @@ const MAX_FRAGMENT_DEPTH: usize = 16;
 #[derive(Debug)]
 pub(super) enum Compiled {
     Status(StatusRead),
-    List(ListRead),
+    List(Box<ListRead>),
 }
 
 impl Compiled {
@@ -92,7 +92,9 @@ impl Compiled {
             Some("deployment" | "node") => {
                 StatusRead::compile(document, operation, root).map(Self::Status)
             }
-            Some("deployments") => ListRead::compile(document, operation, root).map(Self::List),
+            Some("deployments") => {
+                ListRead::compile(document, operation, root).map(|list| Self::List(Box::new(list)))
+            }
             _ => None,
         }
     }
@@ -778,7 +780,7 @@ mod tests {
 
     fn compiled_list(query: &str) -> Option<ListRead> {
         match Compiled::compile(&parse_query(query).ok()?)? {
-            Compiled::List(read) => Some(read),
+            Compiled::List(read) => Some(*read),
             Compiled::Status(_) => None,
         }
     }

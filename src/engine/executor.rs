@@ -192,7 +192,7 @@ impl SessionExecutor {
         let failed = |err: ApiError| {
             let root = read.root();
             let data = Value::Object([(Name::new(&root.key), Value::Null)].into_iter().collect());
-            failed(data, err, &[root.key.as_str()], root.position)
+            failed(data, &err, &[root.key.as_str()], root.position)
         };
         let (model, prefetched) = match found.map(|rows| rows.into_iter().next()) {
             Ok(Some(row)) => row,
@@ -200,7 +200,7 @@ impl SessionExecutor {
             Err(err) => return failed(err),
         };
         deployment::log_lookup(user, &model, prefetched.counts.unwrap_or_default());
-        written(read.write(&model, &prefetched), |err| failed(err))
+        written(read.write(&model, &prefetched), failed)
     }
 
     /// Answers a compiled list read (see `direct`): the page's statement and,
@@ -229,13 +229,15 @@ impl SessionExecutor {
         };
         let read_page = match self.within_timeout(scope.clone().run(fetch)).await {
             Ok(Ok(page)) => page,
-            Ok(Err((err, None))) => return failed(Value::Null, err, &[&root.key], root.position),
+            Ok(Err((err, None))) => return failed(Value::Null, &err, &[&root.key], root.position),
             Ok(Err((err, Some(position)))) => {
-                return failed(Value::Null, err, &[&root.key, "totalCount"], position);
+                return failed(Value::Null, &err, &[&root.key, "totalCount"], position);
             }
             Err(timed_out) => return Answer::Response(timed_out),
         };
-        written(read.write(&read_page), |err| failed(Value::Null, err, &[&root.key], root.position))
+        written(read.write(&read_page), |err| {
+            failed(Value::Null, &err, &[&root.key], root.position)
+        })
     }
 
     /// Reports an answered operation: metrics, the log line, the request id
@@ -385,7 +387,7 @@ enum Direct<'p> {
 
 /// The response holding `err` at `path` (its field at `position`), with
 /// `data` as the error leaves it.
-fn failed(data: Value, err: ApiError, path: &[&str], position: Pos) -> Answer {
+fn failed(data: Value, err: &ApiError, path: &[&str], position: Pos) -> Answer {
     let mut error = err.extend().into_server_error(position);
     error.path = path.iter().map(|key| PathSegment::Field((*key).to_owned())).collect();
     let mut response = Response::new(data);

@@ -2,7 +2,6 @@
 //! (`request_id`), statements per operation (`operation`), logs, and
 //! OpenTelemetry traces (`traces`). Depends only on configuration.
 
-mod filtered_once;
 mod json_lines;
 mod log_writer;
 pub mod metrics;
@@ -22,7 +21,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use self::{filtered_once::LogsAndAcquireTimes, log_writer::BatchedStderr};
+use self::log_writer::BatchedStderr;
 pub use self::{
     metrics::{Metrics, OperationOutcome, Refusal},
     operation::Scope,
@@ -114,24 +113,16 @@ pub fn init(config: &TelemetryConfig, dev: bool, metrics: &Metrics) -> Result<Te
         LogFormat::Json => json_lines::layer(writer.clone()).boxed(),
     };
     let acquire_times = PoolAcquireTimes(metrics.clone());
-    let installed = match &provider {
-        // Traces and logs want different spans: a filter for each layer.
-        Some(provider) => tracing_subscriber::registry()
-            .with(logs.with_filter(
-                EnvFilter::new(&directives).and(filter_fn(|metadata| !traces_only(metadata))),
-            ))
-            .with(acquire_times.with_filter(acquire_time_events()))
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("deployql"))
-                    .with_filter(traced()),
-            )
-            .try_init(),
-        // Without traces, one filter for both (see `filtered_once`).
-        None => tracing_subscriber::registry()
-            .with(LogsAndAcquireTimes::new(&directives, logs, acquire_times))
-            .try_init(),
-    };
+    // Traces and logs want different spans: a filter for each layer.
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("deployql"))
+            .with_filter(traced())
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs_and_acquire_times(&directives, logs, acquire_times))
+        .with(traces)
+        .try_init();
     installed.map_err(|err| format!("cannot install logging: {err}"))?;
     Ok(Telemetry { provider, writer })
 }
@@ -148,6 +139,24 @@ fn colours_wanted() -> bool {
 /// have spans to be filtered by.
 fn has_span_directives(directives: &str) -> bool {
     directives.contains('[')
+}
+
+/// The log layer, taking what `directives` (`RUST_LOG`'s syntax, valid)
+/// enable but the spans meant for traces, and the pool's acquire times, each
+/// with a filter of its own. (One filter for both, deciding once per span
+/// entry, saved instructions while every request had a span; measured again
+/// without, its gain was within the noise, BENCHMARKS.md.)
+fn logs_and_acquire_times<S, L>(
+    directives: &str,
+    logs: L,
+    acquire_times: PoolAcquireTimes,
+) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S> + Send + Sync,
+{
+    logs.with_filter(EnvFilter::new(directives).and(filter_fn(|metadata| !traces_only(metadata))))
+        .and_then(acquire_times.with_filter(acquire_time_events()))
 }
 
 /// sqlx's per-acquire timing events (see [`PoolAcquireTimes`]).
@@ -175,5 +184,105 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for PoolAcquireTimes {
         if let Some(seconds) = seconds.0 {
             self.0.pool_acquired(seconds);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::{
+        Event,
+        span::{Attributes, Id},
+    };
+    use tracing_subscriber::{Registry, layer::SubscriberExt};
+
+    use super::*;
+
+    /// A log layer that notes what reaches it.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl Seen {
+        fn note(&self, what: String) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(what);
+            }
+        }
+
+        fn all(&self) -> Vec<String> {
+            self.0.lock().map(|seen| seen.clone()).unwrap_or_default()
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for Seen {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+            self.note(format!("span {}", attrs.metadata().name()));
+        }
+
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            let metadata = event.metadata();
+            self.note(format!("{} {} {}", metadata.level(), metadata.target(), metadata.name()));
+        }
+    }
+
+    fn acquire_count(metrics: &Metrics) -> Option<String> {
+        let text = metrics.render(|| ());
+        text.lines()
+            .find(|line| line.starts_with("deployql_db_pool_acquire_seconds_count"))
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn logs_get_what_the_filter_enables_and_the_histogram_every_acquire_time() {
+        let (seen, metrics) = (Seen::default(), Metrics::new());
+        let layer = logs_and_acquire_times(
+            "info,sqlx::pool::acquire=error",
+            seen.clone(),
+            PoolAcquireTimes(metrics.clone()),
+        );
+        let subscriber = Registry::default().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!crate::telemetry::exporting_spans(), "no layer wants trace-only spans");
+            let request = tracing::info_span!("request");
+            let _entered = request.enter();
+            let traced = tracing::info_span!(target: TRACES_TARGET, "operation");
+            let _traced = traced.enter();
+            tracing::info!(target: "deployql::test", "kept");
+            tracing::debug!(target: "deployql::test", "below the filter");
+            tracing::debug!(target: "sqlx::pool::acquire", acquired_after_secs = 0.25, "acquired");
+            tracing::error!(target: "sqlx::pool::acquire", acquired_after_secs = 3.0, "slow");
+            tracing::trace!(target: "sqlx::pool::acquire", acquired_after_secs = 1.0, "too fine");
+        });
+        let seen = seen.all();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[0], "span request");
+        assert!(seen[1].starts_with("INFO deployql::test"), "{seen:?}");
+        assert!(seen[2].starts_with("ERROR sqlx::pool::acquire"), "{seen:?}");
+        assert_eq!(
+            acquire_count(&metrics).as_deref(),
+            Some("deployql_db_pool_acquire_seconds_count 2"),
+            "the debug and the error acquire times, not the trace one"
+        );
+    }
+
+    #[test]
+    fn a_span_directive_still_applies() {
+        let seen = Seen::default();
+        let layer = logs_and_acquire_times(
+            "warn,[audit]=debug",
+            seen.clone(),
+            PoolAcquireTimes(Metrics::new()),
+        );
+        tracing::subscriber::with_default(Registry::default().with(layer), || {
+            tracing::debug!(target: "deployql::test", "outside");
+            let audit = tracing::info_span!("audit");
+            let _entered = audit.enter();
+            tracing::debug!(target: "deployql::test", "inside");
+        });
+        let seen = seen.all();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], "span audit");
+        assert!(seen[1].starts_with("DEBUG deployql::test"), "{seen:?}");
     }
 }
