@@ -13,6 +13,10 @@ fn main() {
         .filter(|commit| !commit.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=DEPLOYQL_GIT_COMMIT={commit}");
+    // Named, so that cargo does not rerun this (and rebuild the crate) when
+    // any other file of the package changes, as it does for a build script
+    // that names nothing: a checkout with no `.git` at all.
+    println!("cargo:rerun-if-changed=build.rs");
     // A new commit moves the branch's ref (or HEAD itself when detached).
     // Only paths that exist: cargo takes a missing one as changed, and
     // would rerun this and rebuild the crate on every build (a checkout
