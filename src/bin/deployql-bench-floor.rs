@@ -84,7 +84,13 @@ async fn status(State(floor): State<Floor>, headers: HeaderMap, body: String) ->
         format!("SELECT row_to_json(q)::text FROM ({}) q", planned.sql),
         planned.values.map(|values| values.0).unwrap_or_default(),
     );
-    match floor.db.query_one_raw(statement).await {
+    // In a task of its own, as deployql runs an operation (see the raw
+    // floor): a cancelled statement would close its connection.
+    let db = floor.db.clone();
+    let found = tokio::spawn(async move { db.query_one_raw(statement).await })
+        .await
+        .unwrap_or_else(|err| Err(sea_orm::DbErr::Custom(err.to_string())));
+    match found {
         Ok(row) => {
             let json = row.and_then(|row| row.try_get_by_index::<String>(0).ok());
             let body =

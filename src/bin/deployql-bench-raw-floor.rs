@@ -112,11 +112,20 @@ async fn status(State(raw): State<Raw>, headers: HeaderMap, body: String) -> Res
     let Ok(body) = serde_json::from_str::<Body>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let found = sqlx::query_scalar::<_, String>(STATUS)
-        .bind(body.variables.id)
-        .bind(claims.claims.sub)
-        .fetch_optional(&raw.pool)
-        .await;
+    // In a task of its own, as deployql runs an operation: a client that
+    // goes away mid-statement (wrk at the end of a run) would otherwise
+    // cancel it, and sqlx closes a connection left mid-statement, whose
+    // backend's CPU then escapes `bench/run`'s count.
+    let pool = raw.pool.clone();
+    let found = tokio::spawn(async move {
+        sqlx::query_scalar::<_, String>(STATUS)
+            .bind(body.variables.id)
+            .bind(claims.claims.sub)
+            .fetch_optional(&pool)
+            .await
+    })
+    .await
+    .unwrap_or_else(|err| Err(sqlx::Error::Protocol(err.to_string())));
     match found {
         Ok(Some(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Ok(None) => {
