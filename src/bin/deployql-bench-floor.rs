@@ -84,8 +84,8 @@ async fn status(State(floor): State<Floor>, headers: HeaderMap, body: String) ->
         format!("SELECT row_to_json(q)::text FROM ({}) q", planned.sql),
         planned.values.map(|values| values.0).unwrap_or_default(),
     );
-    // In a task of its own, as deployql runs an operation (see the raw
-    // floor): a cancelled statement would close its connection.
+    // In a task of its own (see the raw floor): a cancelled statement
+    // would close its connection.
     let db = floor.db.clone();
     let found = tokio::spawn(async move { db.query_one_raw(statement).await })
         .await

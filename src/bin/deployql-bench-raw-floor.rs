@@ -112,10 +112,10 @@ async fn status(State(raw): State<Raw>, headers: HeaderMap, body: String) -> Res
     let Ok(body) = serde_json::from_str::<Body>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    // In a task of its own, as deployql runs an operation: a client that
-    // goes away mid-statement (wrk at the end of a run) would otherwise
-    // cancel it, and sqlx closes a connection left mid-statement, whose
-    // backend's CPU then escapes `bench/run`'s count.
+    // In a task of its own: a client that goes away mid-statement (wrk at
+    // the end of a run) would otherwise cancel it, and sqlx closes a
+    // connection left mid-statement, whose backend's CPU then escapes
+    // `bench/run`'s count (deployql's connections were never lost so).
     let pool = raw.pool.clone();
     let found = tokio::spawn(async move {
         sqlx::query_scalar::<_, String>(STATUS)
