@@ -33,7 +33,12 @@ pub(super) async fn get(
     let has_query = parameters.split('&').any(|p| p == "query" || p.starts_with("query="));
     if !has_query {
         if accepts_html(&headers) {
-            return Html(state.graphiql.to_string()).into_response();
+            let policy = [
+                (header::CONTENT_SECURITY_POLICY, super::graphiql::CONTENT_SECURITY_POLICY),
+                // It may hold the dev token.
+                (header::CACHE_CONTROL, "no-store"),
+            ];
+            return (policy, Html(state.graphiql.to_string())).into_response();
         }
         let message =
             "GET /graphql needs a `query` parameter (browsers asking for HTML get GraphiQL)";

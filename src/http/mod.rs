@@ -274,6 +274,7 @@ pub fn router(state: AppState) -> Router {
         // Any origin: the token travels in `connection_init`, never in a
         // cookie, so a foreign page gains nothing from the socket.
         .route("/graphql/ws", get(ws::upgrade))
+        .route("/graphiql/{version}/{name}", get(graphiql::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::guarded))

@@ -29,12 +29,31 @@ async fn get_graphql_serves_graphiql() {
         .expect("request");
     let response = tower::ServiceExt::oneshot(app.router.clone(), browser).await.expect("router");
     assert_eq!(response.status(), StatusCode::OK);
+    let policy = response.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("default-src 'none'") && !policy.contains("http"), "{policy}");
     let body =
         http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
     let html = String::from_utf8_lossy(&body);
     assert!(html.contains("graphiql"), "{html}");
-    assert!(html.contains("/graphql"), "{html}");
-    assert!(html.contains("/graphql/ws"), "subscriptions configured: {html}");
+    assert!(!html.contains("://"), "nothing from another host: {html}");
+    // Its scripts come from the server, the one that starts GraphiQL too.
+    let boot = html
+        .split('"')
+        .find(|part| part.starts_with("/graphiql/") && part.ends_with("/boot.js"))
+        .expect("the boot script")
+        .to_owned();
+    let response =
+        tower::ServiceExt::oneshot(app.router.clone(), get(&boot)).await.expect("router");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["cache-control"].to_str().expect("ascii").contains("immutable"));
+    let body =
+        http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+    let script = String::from_utf8_lossy(&body);
+    assert!(script.contains("\"/graphql\""), "{script}");
+    assert!(script.contains("/graphql/ws"), "subscriptions configured: {script}");
+    let missing = get("/graphiql/0.0.1/graphiql.min.js");
+    let response = tower::ServiceExt::oneshot(app.router.clone(), missing).await.expect("router");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another version's path");
 }
 
 #[tokio::test]

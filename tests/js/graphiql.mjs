@@ -18,16 +18,15 @@ if (!existsSync(executablePath)) {
   fail(`no Chromium at ${executablePath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
 }
 
-// The page loads these from unpkg.com, which tests cannot reach: serve the same
-// files from the pinned npm packages instead (react@18 resolves to 18.3.1).
+// The files the server embeds, and the npm packages they come from: what it
+// serves must be those packages' bytes.
 const require = createRequire(import.meta.url);
 const file = (pkg, path) => join(dirname(require.resolve(`${pkg}/package.json`)), path);
-const js = 'application/javascript; charset=utf-8';
-const unpkg = {
-  '/react@18/umd/react.production.min.js': [file('react', 'umd/react.production.min.js'), js],
-  '/react-dom@18/umd/react-dom.production.min.js': [file('react-dom', 'umd/react-dom.production.min.js'), js],
-  '/graphiql@3.9.0/graphiql.min.js': [file('graphiql', 'graphiql.min.js'), js],
-  '/graphiql@3.9.0/graphiql.min.css': [file('graphiql', 'graphiql.min.css'), 'text/css; charset=utf-8'],
+const embedded = {
+  'react.production.min.js': file('react', 'umd/react.production.min.js'),
+  'react-dom.production.min.js': file('react-dom', 'umd/react-dom.production.min.js'),
+  'graphiql.min.js': file('graphiql', 'graphiql.min.js'),
+  'graphiql.min.css': file('graphiql', 'graphiql.min.css'),
 };
 
 mkdirSync(dirname(screenshot), { recursive: true });
@@ -47,9 +46,8 @@ try {
   page.on('console', (m) => m.type() === 'error' && errors.push(`console: ${m.text()}`));
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 
-  // Anything leaving the machine other than the four unpkg files is blocked
-  // and reported; the server's own origin passes. Later routes win, so the
-  // catch-all goes first.
+  // Anything leaving the machine is blocked and reported (the test fails on
+  // it); the server's own origin passes.
   const blocked = [];
   await page.route('**/*', (route) => {
     const url = route.request().url();
@@ -57,17 +55,8 @@ try {
     blocked.push(url);
     return route.abort('blockedbyclient');
   });
-  await page.route('https://unpkg.com/**', (route) => {
-    const served = unpkg[new URL(route.request().url()).pathname];
-    if (!served) return route.fallback();
-    const [path, contentType] = served;
-    // crossorigin scripts need CORS headers, as unpkg sends them.
-    return route.fulfill({
-      body: readFileSync(path),
-      contentType,
-      headers: { 'access-control-allow-origin': '*' },
-    });
-  });
+  const loaded = [];
+  page.on('requestfinished', (r) => loaded.push(r.url()));
 
   // The request GraphiQL sends for our query, to see which headers it carried.
   let executed;
@@ -89,7 +78,27 @@ try {
     (await page.locator('.graphiql-container').count()) === 1,
     `GraphiQL did not render; errors: ${errors.join(' | ') || 'none'}; blocked: ${blocked.join(' ') || 'none'}`,
   );
-  step('page rendered GraphiQL 3.9.0 (React 18.3.1 and GraphiQL served from node_modules)');
+  const policy = response.headers()['content-security-policy'] ?? '';
+  check(
+    policy.includes("default-src 'none'") && policy.includes("script-src 'self'") && !policy.includes('http'),
+    `the page's Content-Security-Policy is ${JSON.stringify(policy)}`,
+  );
+  step(`page rendered GraphiQL 3.9.0 from the server itself, under ${policy.split(';')[0]}; ...`);
+
+  // 1b. The embedded files are the npm packages' files, byte for byte, and
+  // cached for good.
+  for (const [name, path] of Object.entries(embedded)) {
+    const url = loaded.find((u) => u.endsWith(`/${name}`));
+    check(url, `the page did not load ${name}; it loaded ${loaded.join(' ')}`);
+    const served = await fetch(url);
+    const bytes = Buffer.from(await served.arrayBuffer());
+    check(bytes.equals(readFileSync(path)), `${url} is not ${path}`);
+    check(
+      (served.headers.get('cache-control') ?? '').includes('immutable'),
+      `${url} is served with cache-control ${served.headers.get('cache-control')}`,
+    );
+  }
+  step(`the four embedded files are the npm packages' bytes, served immutable`);
 
   // CodeMirror 5 keeps its editor object on the .CodeMirror element.
   const editorText = (selector) =>
