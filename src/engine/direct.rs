@@ -33,7 +33,7 @@ use async_graphql::{
     ID, InputType, OutputType, Pos, Variables,
     parser::types::{
         BaseType, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
-        SelectionSet,
+        SelectionSet, VariableDefinition,
     },
 };
 use async_graphql_value::{ConstValue, Name, Value as Input};
@@ -87,14 +87,14 @@ impl Compiled {
         if !root.node.directives.is_empty() {
             return None;
         }
-        let root = Root { key: root.node.response_key().node.to_string(), position: root.pos };
-        match root_name(operation) {
-            Some("deployment" | "node") => {
-                StatusRead::compile(document, operation, root).map(Self::Status)
+        let field = &root.node;
+        let root = Root { key: field.response_key().node.to_string(), position: root.pos };
+        match field.name.node.as_str() {
+            "deployment" | "node" => {
+                StatusRead::compile(document, operation, field, root).map(Self::Status)
             }
-            Some("deployments") => {
-                ListRead::compile(document, operation, root).map(|list| Self::List(Box::new(list)))
-            }
+            "deployments" => ListRead::compile(document, operation, field, root)
+                .map(|list| Self::List(Box::new(list))),
             _ => None,
         }
     }
@@ -116,15 +116,16 @@ impl Compiled {
     }
 }
 
-fn root_field(operation: &OperationDefinition) -> Option<&Field> {
-    match &operation.selection_set.node.items.first()?.node {
-        Selection::Field(field) => Some(&field.node),
-        _ => None,
-    }
-}
-
-fn root_name(operation: &OperationDefinition) -> Option<&str> {
-    root_field(operation).map(|field| field.name.node.as_str())
+/// The definition of the operation's variable `name`.
+fn definition<'o>(
+    operation: &'o OperationDefinition,
+    name: &Name,
+) -> Option<&'o VariableDefinition> {
+    operation
+        .variable_definitions
+        .iter()
+        .map(|definition| &definition.node)
+        .find(|definition| definition.name.node == *name)
 }
 
 /// The root field's response key (its alias or name) and position, for the
@@ -160,12 +161,8 @@ impl Argument {
         let Some(value) = field.get_argument(name) else { return Some(Self::Absent) };
         Some(match &value.node {
             Input::Variable(variable) => {
-                let definition = operation
-                    .variable_definitions
-                    .iter()
-                    .find(|definition| definition.node.name.node == *variable)?;
-                let default = definition.node.default_value.as_ref().map(|d| d.node.clone());
-                Self::Variable(variable.clone(), default)
+                let default = definition(operation, variable)?.default_value.as_ref();
+                Self::Variable(variable.clone(), default.map(|value| value.node.clone()))
             }
             value => Self::Literal(value.clone().into_const()?),
         })
@@ -191,9 +188,9 @@ impl StatusRead {
     fn compile(
         document: &ExecutableDocument,
         operation: &OperationDefinition,
+        field: &Field,
         root: Root,
     ) -> Option<Self> {
-        let field = root_field(operation)?;
         // `node(id:)` is a deployment's lookup too, its selection on the
         // `Node` interface or on `Deployment`.
         let deployment = type_name::<Deployment>();
@@ -207,11 +204,7 @@ impl StatusRead {
         let id = match Argument::of(operation, field, "id")? {
             // `ID!` without a default: the request's value is the id.
             Argument::Variable(name, None) => {
-                let definition = operation
-                    .variable_definitions
-                    .iter()
-                    .find(|definition| definition.node.name.node == name)?;
-                let ty = &definition.node.var_type.node;
+                let ty = &definition(operation, &name)?.var_type.node;
                 let is_id = matches!(&ty.base, BaseType::Named(name) if name == "ID");
                 if ty.nullable || !is_id {
                     return None;
@@ -397,9 +390,9 @@ impl ListRead {
     fn compile(
         document: &ExecutableDocument,
         operation: &OperationDefinition,
+        field: &Field,
         root: Root,
     ) -> Option<Self> {
-        let field = root_field(operation)?;
         let known = ["first", "after", "status", "health"];
         if field.arguments.iter().any(|(name, _)| !known.contains(&name.node.as_str())) {
             return None;
@@ -468,10 +461,7 @@ impl ListRead {
     /// large; `None` leaves the request to async-graphql.
     pub(super) fn arguments(&self, variables: &Variables) -> Option<ListArguments> {
         let arguments = ListArguments {
-            first: match self.first.value(variables) {
-                None => Some(Limits::DEFAULT_PAGE_SIZE),
-                Some(_) => self.first.parse(variables)?,
-            },
+            first: self.first(variables)?,
             after: self.after.parse(variables)?,
             status: self.status.parse(variables)?,
             health: self.health.parse(variables)?,
@@ -481,11 +471,15 @@ impl ListRead {
     }
 
     fn page_size(&self, variables: &Variables) -> Option<u64> {
-        let first = match self.first.value(variables) {
-            None => Some(Limits::DEFAULT_PAGE_SIZE),
-            Some(_) => self.first.parse::<Option<i32>>(variables)?,
-        };
-        Some(pagination::page_cost(first) as u64)
+        Some(pagination::page_cost(self.first(variables)?) as u64)
+    }
+
+    /// `first` as the resolver receives it: its default when not given.
+    fn first(&self, variables: &Variables) -> Option<Option<i32>> {
+        match self.first.value(variables) {
+            None => Some(Some(Limits::DEFAULT_PAGE_SIZE)),
+            Some(_) => self.first.parse(variables),
+        }
     }
 
     /// The whole response for `read`: `{"data":{"<key>":{...}}}`.
