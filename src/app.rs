@@ -2,6 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use async_graphql::parser::types::ExecutableDocument;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use tokio::net::TcpListener;
 
@@ -12,6 +13,11 @@ use crate::{
     engine,
     error::StorageFault,
     http, live,
+    persisted::{
+        PersistedDocuments,
+        manifest::{self, Manifests},
+        store::Store,
+    },
     service::demo,
     telemetry::Metrics,
 };
@@ -229,6 +235,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         (Access::ReadWrite, config)
     };
     engine::require_registry().await?;
+    // A bad manifest stops the start before anything else is opened.
+    let (manifests, known) = trusted_documents(&config).await?;
     let _serving = prepare_database(&config, access).await?;
     let timeouts = db::DbTimeouts {
         acquire: config.db_acquire_timeout,
@@ -259,11 +267,23 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen_addr))?;
     let addr = listener.local_addr()?;
+    let introspection = config.documents.introspection(dev);
+    let store = (!config.documents.trusted_documents_only).then(|| {
+        Store::new(db.clone(), access == Access::ReadWrite, config.documents.max_persisted_queries)
+    });
+    let persisted = PersistedDocuments::new(
+        manifests,
+        store,
+        introspection,
+        config.limits(),
+        statements.metrics().clone(),
+    );
     let state = http::AppState::new(db, keys, demo_token.as_deref(), statements.metrics().clone())
         .with_body_read_timeout(config.body_read_timeout)
         .with_database_timeouts(config.request_timeout, readiness)
         .with_reads(reads)
         .with_limits(config.limits())
+        .with_persisted(persisted, known, introspection)
         .with_change_reader()
         .with_access(access, file)
         .with_cors(&config.cors_allowed_origins, dev)
@@ -298,6 +318,49 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         metrics_listener.abort();
     }
     served?;
+    Ok(())
+}
+
+/// The trusted manifests TRUSTED_DOCUMENTS names, each document checked,
+/// with the parsed documents for the engine to keep.
+async fn trusted_documents(
+    config: &Config,
+) -> AppResult<(Manifests, Vec<(String, ExecutableDocument)>)> {
+    let documents = &config.documents;
+    let check = engine::DocumentCheck::new(config.limits());
+    let (manifests, known) = Manifests::load(&documents.trusted_documents, &check)
+        .await
+        .map_err(|err| format!("TRUSTED_DOCUMENTS: {err}"))?;
+    if documents.trusted_documents_only && manifests.is_empty() {
+        return Err("TRUSTED_DOCUMENTS_ONLY=true runs only the documents of TRUSTED_DOCUMENTS, \
+                    and it names no manifest"
+            .into());
+    }
+    if !manifests.is_empty() {
+        tracing::info!(
+            documents = manifests.len(),
+            trusted_only = documents.trusted_documents_only,
+            "trusted documents loaded"
+        );
+    }
+    Ok((manifests, known))
+}
+
+/// `deployql documents check`: each manifest of `files` read and each of
+/// its documents checked as the server would at start; the first bad one
+/// is the error.
+pub async fn check_documents(files: &[std::path::PathBuf]) -> AppResult<()> {
+    let check = engine::DocumentCheck::new(crate::config::Limits::default());
+    for file in files {
+        let entries = manifest::entries(std::slice::from_ref(file))?;
+        for entry in &entries {
+            check.check(&entry.text).await.map_err(|err| {
+                format!("{}: document `{}` is not valid: {err}", entry.file.display(), entry.id)
+            })?;
+        }
+        let plural = if entries.len() == 1 { "" } else { "s" };
+        println!("{}: {} document{plural}, all valid", file.display(), entries.len());
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Command line and environment configuration, read once in `main`.
 
+mod documents;
 mod telemetry;
 mod tokens;
 
@@ -8,6 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+pub use self::documents::{DEFAULT_PERSISTED_QUERIES, DocumentsConfig};
 pub use self::telemetry::{LogFormat, MetricsToken, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
@@ -52,6 +54,9 @@ pub enum Command {
     Migrate(MigrateConfig),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
+    /// Work with trusted-document manifests.
+    #[command(subcommand)]
+    Documents(DocumentsCommand),
     /// Mint an HS256 bearer token for a user, signed with JWT_SECRET.
     Token {
         /// The user's UUID, the token's `sub`.
@@ -62,6 +67,18 @@ pub enum Command {
         ttl: Duration,
         #[command(flatten)]
         keys: KeysConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocumentsCommand {
+    /// Check manifests as the server does at start (each document parsed,
+    /// bounded and validated against this build's schema); exit non-zero
+    /// on the first bad one. For a frontend's CI.
+    Check {
+        /// Manifest files, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -264,6 +281,8 @@ pub struct Config {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_subscriptions: usize,
     #[command(flatten)]
+    pub documents: DocumentsConfig,
+    #[command(flatten)]
     pub telemetry: TelemetryConfig,
     /// Outside dev mode, `/metrics` on the API's listener answers only
     /// requests with `Authorization: Bearer <METRICS_TOKEN>` (at least 16
@@ -336,7 +355,7 @@ pub struct Limits {
     /// Root fields of one operation (after fragment expansion).
     pub root_fields: u64,
     /// `__schema`/`__type` selections in one operation, and
-    /// introspection-bearing operations in one batch.
+    /// introspection-bearing operations in one batch; 0: introspection is off.
     pub introspections: u64,
     /// SQL statements one request (or a batch in total) may run.
     pub statements_per_request: u64,
@@ -450,6 +469,11 @@ impl Config {
             subscriptions_per_user: self.max_subscriptions_per_user,
             subscriptions: self.max_subscriptions,
             statements_per_request: self.max_statements_per_request,
+            introspections: if self.documents.introspection(self.dev_mode()) {
+                Limits::default().introspections
+            } else {
+                0
+            },
             ..Limits::default()
         }
     }

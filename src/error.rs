@@ -45,9 +45,21 @@ pub mod codes {
     /// A mutation sent to a server that serves reads only (`READ_ONLY=true`).
     pub const READ_ONLY_MODE: &str = "READ_ONLY_MODE";
 
+    /// No persisted document has the id the request named it by: send the
+    /// document's text (with an automatic persisted query: and its hash, to
+    /// register it). The message is Apollo's `PersistedQueryNotFound` for
+    /// an automatic persisted query, which Apollo Client matches.
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+    /// With TRUSTED_DOCUMENTS_ONLY, a document that is in no trusted
+    /// manifest (by id or by text), or an automatic persisted query's registration.
+    pub const PERSISTED_QUERY_REQUIRED: &str = "PERSISTED_QUERY_REQUIRED";
+
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).
-    pub const REQUEST_ERRORS: [&str; 6] = [
+    pub const REQUEST_ERRORS: [&str; 9] = [
+        BAD_REQUEST,
+        PERSISTED_QUERY_NOT_FOUND,
+        PERSISTED_QUERY_REQUIRED,
         GRAPHQL_PARSE_FAILED,
         GRAPHQL_VALIDATION_FAILED,
         QUERY_TOO_DEEP,

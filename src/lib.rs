@@ -12,5 +12,6 @@ pub mod http;
 pub mod ids;
 pub mod json;
 pub mod live;
+pub mod persisted;
 pub mod service;
 pub mod telemetry;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use deployql::{
     app,
     auth::{JwtKeys, MintError},
-    config::{Cli, Command, TelemetryConfig, TokenKeys},
+    config::{Cli, Command, DocumentsCommand, TelemetryConfig, TokenKeys},
     graphql,
     telemetry::{self, Metrics},
 };
@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
             let migrate = async { app::connect_and_migrate(&config.database).await.map(|_| ()) };
             with_telemetry(&config.telemetry, false, &Metrics::new(), migrate).await
         }
+        Command::Documents(DocumentsCommand::Check { files }) => app::check_documents(&files).await,
         Command::Schema => {
             print!("{}", graphql::sdl());
             Ok(())

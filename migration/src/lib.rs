@@ -55,6 +55,17 @@ pub struct WriteProbe {
 
 pub const WRITE_PROBE: WriteProbe = WriteProbe { table: "deployql_write_probe", counter: "writes" };
 
+/// The table automatic persisted queries are registered in (migration 8),
+/// and its index by registration time.
+#[derive(Debug)]
+pub struct PersistedQueries {
+    pub table: &'static str,
+    pub by_age: &'static str,
+}
+
+pub const PERSISTED_QUERIES: PersistedQueries =
+    PersistedQueries { table: "persisted_queries", by_age: "persisted_queries_by_age" };
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
@@ -62,6 +73,7 @@ mod m20261127_000004_capture_changes_in_a_log;
 mod m20261127_000005_capture_without_comparing_rows;
 mod m20261202_000006_write_probe;
 mod m20261202_000007_capture_sqlite_changes;
+mod m20261203_000008_persisted_queries;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -77,6 +89,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_capture_without_comparing_rows::Migration),
             Box::new(m20261202_000006_write_probe::Migration),
             Box::new(m20261202_000007_capture_sqlite_changes::Migration),
+            Box::new(m20261203_000008_persisted_queries::Migration),
         ]
     }
 }

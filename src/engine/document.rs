@@ -25,6 +25,7 @@ use async_graphql::{
 };
 
 use super::{
+    DocumentId,
     completion::Completion,
     direct::Compiled,
     refusals::{check, coded, has_code, operation, syntax_error, validation_error},
@@ -46,6 +47,9 @@ const MAX_CACHED_QUERY_BYTES: usize = 4096;
 /// execution instead.
 pub struct Documents {
     cache: Mutex<HashMap<String, Arc<Checked>>>,
+    /// Documents known from the start (see [`Documents::pin`]): never
+    /// evicted, so a persisted document is parsed and validated once.
+    pinned: OnceLock<HashMap<String, Arc<Checked>>>,
     limits: Limits,
     validated_schema: AppSchema,
 }
@@ -59,7 +63,7 @@ impl std::fmt::Debug for Documents {
 /// A parsed document and the verdict of `refusals::check` on it, cached together:
 /// a document sent again is neither parsed nor measured again.
 #[derive(Debug)]
-struct Checked {
+pub(super) struct Checked {
     document: ExecutableDocument,
     verdict: Result<(), ServerError>,
     /// It has passed all of async-graphql's validation rules once. Only
@@ -78,11 +82,36 @@ pub(super) struct Prepared {
     /// The request holds the document already (it was parsed from it).
     parsed: bool,
     operation_name: Option<String>,
+    document_id: Option<Arc<str>>,
 }
 
 impl Documents {
     pub(crate) fn new(limits: Limits, validated_schema: AppSchema) -> Self {
-        Self { cache: Mutex::default(), limits, validated_schema }
+        Self { cache: Mutex::default(), pinned: OnceLock::new(), limits, validated_schema }
+    }
+
+    /// Keeps `documents` (text and parse, each checked in full by
+    /// [`super::DocumentCheck`]) for the life of the process, as validated:
+    /// a request for one never parses or validates it again. Once only;
+    /// `false` if documents were pinned before.
+    pub fn pin(&self, documents: impl IntoIterator<Item = (String, ExecutableDocument)>) -> bool {
+        let pinned = documents
+            .into_iter()
+            .map(|(text, document)| {
+                let verdict = check(&document, &self.limits);
+                // As `Prepared::complete` marks it: one operation, which
+                // every request of the document runs.
+                let single = operation(&document, None).is_ok();
+                let checked = Checked {
+                    document,
+                    verdict,
+                    validated: AtomicBool::new(single),
+                    compiled: OnceLock::new(),
+                };
+                (text, Arc::new(checked))
+            })
+            .collect();
+        self.pinned.set(pinned).is_ok()
     }
 
     /// The schema to run `request` with when it need not be validated in
@@ -136,6 +165,9 @@ impl Documents {
     }
 
     fn cached(&self, query: &str) -> Option<Arc<Checked>> {
+        if let Some(pinned) = self.pinned.get().and_then(|pinned| pinned.get(query)) {
+            return Some(pinned.clone());
+        }
         self.cache.lock().ok()?.get(query).cloned()
     }
 
@@ -179,7 +211,12 @@ impl Documents {
         if let Some(missing) = variables::missing(&operation.node, &request.variables) {
             return Err(missing);
         }
-        Ok(Prepared { checked, parsed, operation_name: request.operation_name.clone() })
+        Ok(Prepared {
+            checked,
+            parsed,
+            operation_name: request.operation_name.clone(),
+            document_id: DocumentId::of(request).map(|id| id.0.clone()),
+        })
     }
 }
 
@@ -194,16 +231,19 @@ pub(super) struct OperationInfo {
     /// `kind.rootField` (the first root field; `.multiple` when several
     /// kinds of root field are selected).
     pub(super) entry_point: String,
+    /// The persisted document's id, when the request named it by one.
+    pub(super) document_id: Option<Arc<str>>,
 }
 
 impl OperationInfo {
     /// A request that failed before its operation was known.
     pub(super) fn unknown(request: &Request) -> Self {
-        Self::unknown_named(request.operation_name.clone())
+        let document_id = DocumentId::of(request).map(|id| id.0.clone());
+        Self::unknown_named(request.operation_name.clone(), document_id)
     }
 
-    fn unknown_named(name: Option<String>) -> Self {
-        Self { name, kind: "unknown", entry_point: "unknown".into() }
+    fn unknown_named(name: Option<String>, document_id: Option<Arc<str>>) -> Self {
+        Self { name, kind: "unknown", entry_point: "unknown".into(), document_id }
     }
 }
 
@@ -245,7 +285,7 @@ impl Prepared {
             _ => None,
         });
         let Ok(operation) = operation(document, self.operation_name.as_deref()) else {
-            return OperationInfo::unknown_named(name);
+            return OperationInfo::unknown_named(name, self.document_id.clone());
         };
         let kind = match operation.node.ty {
             OperationType::Query => "query",
@@ -259,7 +299,12 @@ impl Prepared {
             });
         let first = fields.next().unwrap_or("none");
         let root = if fields.all(|field| field == first) { first } else { "multiple" };
-        OperationInfo { name, kind, entry_point: format!("{kind}.{root}") }
+        OperationInfo {
+            name,
+            kind,
+            entry_point: format!("{kind}.{root}"),
+            document_id: self.document_id.clone(),
+        }
     }
 
     /// Codes the request errors async-graphql reported (its parser bounds

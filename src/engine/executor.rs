@@ -277,6 +277,7 @@ impl SessionExecutor {
             user = %self.session.user.0,
             operation_name = info.name.as_deref().unwrap_or("anonymous"),
             operation_type = info.kind,
+            document_id = info.document_id.as_deref(),
             duration_ms = duration.as_secs_f64() * 1e3,
             statements,
             db = target.map(Target::as_str),
@@ -284,6 +285,7 @@ impl SessionExecutor {
         );
         self.metrics.operation(OperationOutcome {
             name: info.name,
+            document_id: info.document_id,
             kind: info.kind,
             outcome,
             duration,
@@ -497,6 +499,7 @@ fn operation_span(info: &OperationInfo) -> tracing::Span {
         otel.name = format_args!("{} {name}", info.kind),
         graphql.operation.name = name,
         graphql.operation.type = info.kind,
+        graphql.document.id = info.document_id.as_deref(),
     )
 }
 

@@ -17,6 +17,7 @@ mod direct;
 mod document;
 mod executor;
 mod gated;
+mod known;
 mod refusals;
 mod tokens;
 mod variables;
@@ -28,6 +29,7 @@ use async_graphql::{Request, SchemaEnv, ValidationMode, registry::Registry};
 pub use self::{
     document::Documents,
     executor::{Answer, SessionExecutor},
+    known::DocumentCheck,
 };
 use crate::{config::Limits, graphql::schema_builder};
 
@@ -99,6 +101,39 @@ mod registry_capture {
             next.run(ctx).await
         }
     }
+}
+
+/// The id a request named its persisted document by, put in the request's
+/// data by whatever resolved it to text: its log line, span and metrics
+/// name the document by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentId(pub Arc<str>);
+
+impl DocumentId {
+    /// The id `request`'s document was named by, if any.
+    pub fn of(request: &Request) -> Option<&Self> {
+        request.data.get(&std::any::TypeId::of::<Self>())?.downcast_ref()
+    }
+}
+
+/// Whether every operation of `request`'s document selects introspection
+/// fields only (`__schema`, `__type`, `__typename`): what GraphiQL and
+/// schema tools send. A document over the token bound, or that does not
+/// parse, does not.
+pub fn reads_only_introspection(request: &mut Request, limits: &Limits) -> bool {
+    use async_graphql::parser::types::Selection;
+    if tokens::too_many_tokens(&request.query, limits.tokens) {
+        return false;
+    }
+    let Ok(document) = request.parsed_query() else { return false };
+    document.operations.iter().all(|(_, operation)| {
+        operation.node.selection_set.node.items.iter().all(|item| match &item.node {
+            Selection::Field(field) => {
+                ["__schema", "__type", "__typename"].contains(&field.node.name.node.as_str())
+            }
+            Selection::FragmentSpread(_) | Selection::InlineFragment(_) => false,
+        })
+    })
 }
 
 /// What a request will cost, measured before it runs (see `bounds`); a

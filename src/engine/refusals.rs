@@ -26,6 +26,15 @@ pub(super) fn check(document: &ExecutableDocument, limits: &Limits) -> Result<()
             ),
         );
     };
+    if limits.introspections == 0 && measured.introspection > 0 {
+        // graphql-js' own rule's message (NoSchemaIntrospectionCustomRule).
+        return refuse(
+            codes::GRAPHQL_VALIDATION_FAILED,
+            "GraphQL introspection has been disabled (ALLOW_INTROSPECTION=false), but the \
+             document selects `__schema` or `__type`"
+                .into(),
+        );
+    }
     // Messages are built eagerly: a verdict is cached with its document.
     let (m, l) = (&measured, limits);
     let checks = [

@@ -13,12 +13,13 @@ use axum::{
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use super::{AppState, database_health::Outcome, media::MediaType, slots::Refusal};
+use super::{AppState, database_health::Outcome, media::MediaType, request, slots::Refusal};
 use crate::{
     auth::Session,
     config::Limits,
     engine::{self, Answer},
     error::{StorageFault, codes},
+    persisted,
     telemetry::Refusal as Counted,
 };
 
@@ -30,18 +31,22 @@ pub(super) async fn get(
     uri: Uri,
 ) -> Response {
     let parameters = uri.query().unwrap_or("");
-    let has_query = parameters.split('&').any(|p| p == "query" || p.starts_with("query="));
-    if !has_query {
+    if !request::is_request(parameters) {
         if accepts_html(&headers) {
+            let Some(graphiql) = &state.graphiql else {
+                let message = "GraphiQL is off: this server runs only its trusted documents \
+                               (TRUSTED_DOCUMENTS_ONLY) without ALLOW_INTROSPECTION";
+                return error(StatusCode::NOT_FOUND, codes::BAD_REQUEST, message);
+            };
             let policy = [
                 (header::CONTENT_SECURITY_POLICY, super::graphiql::CONTENT_SECURITY_POLICY),
                 // It may hold the dev token.
                 (header::CACHE_CONTROL, "no-store"),
             ];
-            return (policy, Html(state.graphiql.to_string())).into_response();
+            return (policy, Html(graphiql.to_string())).into_response();
         }
-        let message =
-            "GET /graphql needs a `query` parameter (browsers asking for HTML get GraphiQL)";
+        let message = "GET /graphql needs a `query` (or `documentId`) parameter (browsers asking \
+                       for HTML get GraphiQL)";
         return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
     }
     let Some(media) = MediaType::negotiate(&headers) else { return not_acceptable() };
@@ -49,23 +54,14 @@ pub(super) async fn get(
         Ok(session) => session,
         Err(unauthorized) => return unauthorized,
     };
-    let mut request = match async_graphql::http::parse_query_string(parameters) {
+    let request = match request::from_parameters(parameters) {
         Ok(request) => request,
         Err(err) => {
             let message = format!("the URL parameters are not a GraphQL request: {err}");
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
     };
-    if !state.documents.is_query(&mut request) {
-        let mut response = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            codes::METHOD_NOT_ALLOWED,
-            "only queries may be sent with GET; send mutations and subscriptions with POST",
-        );
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
-    execute(&state, session, BatchRequest::Single(request), media).await
+    execute(&state, session, BatchRequest::Single(request), media, Method::Get).await
 }
 
 /// POST /graphql: one operation, or a batch of at most `Limits::batch`.
@@ -105,18 +101,14 @@ pub(super) async fn post(
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
         }
     };
-    let mut batch = match parse_batch(&body) {
+    let batch = match parse_batch(&body) {
         Ok(batch) => batch,
         Err(err) => {
             let message = format!("request body is not a GraphQL request: {err}");
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
     };
-    if batch.iter().any(|request| request.query.trim().is_empty()) {
-        let message = "the request has no `query`: send the GraphQL document as `query`";
-        return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message);
-    }
-    if let BatchRequest::Batch(requests) = &mut batch {
+    if let BatchRequest::Batch(requests) = &batch {
         let max_batch = state.limits.batch;
         if requests.len() > max_batch {
             state.metrics.refused(Counted::BatchTooLarge);
@@ -124,12 +116,15 @@ pub(super) async fn post(
                 format!("a batch may hold at most {max_batch} operations, got {}", requests.len());
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
-        if let Err(message) = within_limits(requests, &state.limits) {
-            state.metrics.refused(Counted::QueryTooComplex);
-            return error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message);
-        }
     }
-    execute(&state, session, batch, media).await
+    execute(&state, session, batch, media, Method::Post).await
+}
+
+/// The method a request came with: GET runs queries only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
 }
 
 /// A request body: one request (an object) or a batch (an array). Parsed
@@ -139,13 +134,14 @@ pub(super) async fn post(
 /// any variant".
 fn parse_batch(body: &[u8]) -> serde_json::Result<BatchRequest> {
     match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
-        Some(b'[') => match serde_json::from_slice::<Vec<_>>(body)? {
+        Some(b'[') => match serde_json::from_slice::<Vec<request::Posted>>(body)? {
             requests if requests.is_empty() => {
                 Err(serde::de::Error::invalid_length(0, &"a non-empty sequence of requests"))
             }
-            requests => Ok(BatchRequest::Batch(requests)),
+            requests => Ok(BatchRequest::Batch(requests.into_iter().map(Into::into).collect())),
         },
-        _ => serde_json::from_slice(body).map(BatchRequest::Single),
+        _ => serde_json::from_slice::<request::Posted>(body)
+            .map(|request| BatchRequest::Single(request.into())),
     }
 }
 
@@ -175,6 +171,7 @@ async fn execute(
     session: Session,
     batch: BatchRequest,
     media: MediaType,
+    method: Method,
 ) -> Response {
     // A slot only now: the request is authenticated and read, so waiting
     // clients hold nothing but their socket. REQUEST_TIMEOUT counts from here.
@@ -185,14 +182,45 @@ async fn execute(
     };
     let executor = state.executor(session).admitted_at(admitted);
     let answered = match batch {
-        BatchRequest::Single(request) => match executor.answer(request).await {
-            Answer::Written(body) => {
-                state.database.record(Outcome::Answered, &state.db);
-                Ok((StatusCode::OK, body))
+        BatchRequest::Single(mut request) => {
+            if let Err(refusal) = state.persisted.resolve(&mut request).await {
+                return persisted_refusal(&refusal, media);
             }
-            Answer::Response(response) => Err(BatchResponse::Single(response)),
-        },
-        batch => Err(async_graphql::Executor::execute_batch(&executor, batch).await),
+            if method == Method::Get && !state.documents.is_query(&mut request) {
+                return only_queries_with_get();
+            }
+            match executor.answer(request).await {
+                Answer::Written(body) => {
+                    state.database.record(Outcome::Answered, &state.db);
+                    Ok((StatusCode::OK, body))
+                }
+                Answer::Response(response) => Err(BatchResponse::Single(response)),
+            }
+        }
+        BatchRequest::Batch(requests) => {
+            let mut resolved = Vec::with_capacity(requests.len());
+            for mut request in requests {
+                let refusal = state.persisted.resolve(&mut request).await.err();
+                resolved.push((request, refusal));
+            }
+            let (mut requests, refusals): (Vec<_>, Vec<_>) = resolved.into_iter().unzip();
+            if let Err(message) = within_limits(&mut requests, &state.limits) {
+                state.metrics.refused(Counted::QueryTooComplex);
+                return error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message);
+            }
+            let responses = requests.into_iter().zip(refusals).map(|(request, refusal)| {
+                let executor = &executor;
+                async move {
+                    match refusal {
+                        Some(refusal) => {
+                            async_graphql::Response::from_errors(vec![refusal.to_server_error()])
+                        }
+                        None => async_graphql::Executor::execute(executor, request).await,
+                    }
+                }
+            });
+            Err(BatchResponse::Batch(futures_util::future::join_all(responses).await))
+        }
     };
     let (status, body) = match answered {
         Ok((status, body)) => (status, Ok(body)),
@@ -328,6 +356,34 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> bool {
         source = error.source();
     }
     false
+}
+
+/// A request whose persisted document cannot run: a miss is a request
+/// error like any (400 with graphql-response+json, 200 with plain JSON, as
+/// Apollo Client reads either); the others are 400, whatever the client
+/// accepts.
+fn persisted_refusal(refusal: &persisted::Refusal, media: MediaType) -> Response {
+    let status = if !refusal.is_miss() || media == MediaType::GraphQLResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = error(status, refusal.code(), &refusal.message());
+    response.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    response
+}
+
+fn only_queries_with_get() -> Response {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::METHOD_NOT_ALLOWED,
+        "only queries may be sent with GET; send mutations and subscriptions with POST",
+    );
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// No slot: a retryable refusal, with `Retry-After`.

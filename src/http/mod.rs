@@ -9,6 +9,7 @@ mod graphql;
 mod media;
 mod metrics;
 mod observe;
+mod request;
 mod server;
 mod session;
 mod slots;
@@ -35,6 +36,8 @@ use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::net::TcpListener;
 use tower_http::{cors::CorsLayer, timeout::RequestBodyTimeoutLayer};
 
+use async_graphql::parser::types::ExecutableDocument;
+
 use crate::{
     auth::{JwtKeys, Session},
     config::Limits,
@@ -43,6 +46,7 @@ use crate::{
     error::StorageFault,
     graphql::{AppSchema, Writes, build_schema, build_schema_with},
     live::ChangeFeed,
+    persisted::{PersistedDocuments, manifest::Manifests, store::Store},
     telemetry::{Metrics, RequestId},
 };
 
@@ -63,7 +67,10 @@ pub struct SharedState {
     /// Where queries read: `db`, or replicas within the bound.
     reads: Reads,
     pub keys: Arc<JwtKeys>,
-    graphiql: Arc<str>,
+    /// GraphiQL's page; none when introspection is off.
+    graphiql: Option<Arc<str>>,
+    /// Documents requests name by id, and whether only those run.
+    persisted: Arc<PersistedDocuments>,
     pub metrics: Metrics,
     slots: Arc<slots::Slots>,
     body_read_timeout: Duration,
@@ -94,6 +101,7 @@ impl AppState {
         metrics: Metrics,
     ) -> Self {
         let db = db.into();
+        let registrations = db.clone();
         Self(Arc::new(SharedState {
             schema: build_schema(),
             documents: documents(Limits::default()),
@@ -104,7 +112,14 @@ impl AppState {
             reads: Reads::primary_only(db.clone(), metrics.clone()),
             db,
             keys: Arc::new(keys),
-            graphiql: graphiql::page(graphiql_token).into(),
+            graphiql: Some(graphiql::page(graphiql_token).into()),
+            persisted: Arc::new(PersistedDocuments::new(
+                Manifests::default(),
+                Some(Store::new(registrations, true, crate::config::DEFAULT_PERSISTED_QUERIES)),
+                true,
+                Limits::default(),
+                metrics.clone(),
+            )),
             slots: Arc::new(slots::Slots::new(
                 Limits::default().in_flight,
                 Limits::default().in_flight_per_user,
@@ -219,6 +234,27 @@ impl AppState {
     #[must_use]
     pub fn with_cors(mut self, origins: &[String], allow_local: bool) -> Self {
         Arc::make_mut(&mut self.0).cors = cors::layer(origins, allow_local);
+        self
+    }
+
+    /// Serves `persisted` documents; `known` are the trusted manifests'
+    /// documents, checked in full, which the engine keeps parsed and
+    /// validated for good (after [`Self::with_limits`], which starts the
+    /// engine's documents over). Without `graphiql`, GET /graphql serves no
+    /// GraphiQL page (introspection is off).
+    #[must_use]
+    pub fn with_persisted(
+        mut self,
+        persisted: PersistedDocuments,
+        known: Vec<(String, ExecutableDocument)>,
+        graphiql: bool,
+    ) -> Self {
+        let shared = Arc::make_mut(&mut self.0);
+        shared.documents.pin(known);
+        shared.persisted = Arc::new(persisted);
+        if !graphiql {
+            shared.graphiql = None;
+        }
         self
     }
 

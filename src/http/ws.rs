@@ -44,6 +44,7 @@ use crate::{
     auth::{JwtKeys, Session, TokenRefusal},
     engine::SessionExecutor,
     error::{ApiError, codes},
+    persisted::PersistedDocuments,
     telemetry::{CarriedRequest, Refusal as Counted},
 };
 
@@ -102,6 +103,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     }));
     let executor = SlottedExecutor {
         inner: state.executor(session),
+        persisted: state.persisted.clone(),
         slots: state.slots.clone(),
         user: session.user.0,
     };
@@ -131,6 +133,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 match operations.screen(&text, protocol) {
                     Screened::Forward => {
                         let _ = frames.send(text);
+                    }
+                    Screened::Rewritten(frame) => {
+                        let _ = frames.send(frame);
                     }
                     Screened::Refuse(message) => {
                         state.metrics.refused(Counted::TooManyOperations);
@@ -184,13 +189,17 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
 #[derive(Clone)]
 struct SlottedExecutor {
     inner: SessionExecutor,
+    persisted: Arc<PersistedDocuments>,
     slots: Arc<Slots>,
     user: Uuid,
 }
 
 impl async_graphql::Executor for SlottedExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        self.inner.execute(request).await
+    async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        match self.persisted.resolve(&mut request).await {
+            Ok(()) => self.inner.execute(request).await,
+            Err(refusal) => async_graphql::Response::from_errors(vec![refusal.to_server_error()]),
+        }
     }
 
     fn execute_stream(
@@ -198,18 +207,26 @@ impl async_graphql::Executor for SlottedExecutor {
         mut request: async_graphql::Request,
         connection: Option<Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
-        if self.inner.is_subscription(&mut request) {
-            return self.inner.execute_stream(request, connection);
-        }
         let this = self.clone();
         stream::once(async move {
-            let admitted = std::time::Instant::now();
-            let _slot = match this.slots.acquire(this.user).await {
-                Ok(slot) => slot,
-                Err(refusal) => return refusal_response(refusal),
-            };
-            this.inner.admitted_at(admitted).execute(request).await
+            if let Err(refusal) = this.persisted.resolve(&mut request).await {
+                let refused = async_graphql::Response::from_errors(vec![refusal.to_server_error()]);
+                return stream::once(async move { refused }).boxed();
+            }
+            if this.inner.is_subscription(&mut request) {
+                return this.inner.execute_stream(request, connection);
+            }
+            stream::once(async move {
+                let admitted = std::time::Instant::now();
+                let _slot = match this.slots.acquire(this.user).await {
+                    Ok(slot) => slot,
+                    Err(refusal) => return refusal_response(refusal),
+                };
+                this.inner.admitted_at(admitted).execute(request).await
+            })
+            .boxed()
         })
+        .flatten()
         .boxed()
     }
 }

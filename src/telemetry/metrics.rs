@@ -72,6 +72,13 @@ pub enum Refusal {
     TooManyOperations,
     /// A subscription over MAX_SUBSCRIPTIONS_PER_USER or MAX_SUBSCRIPTIONS.
     TooManySubscriptions,
+    /// A document outside the trusted manifests, or an automatic persisted
+    /// query's registration, with TRUSTED_DOCUMENTS_ONLY.
+    PersistedQueryRequired,
+    /// An automatic persisted query whose text does not hash to its hash.
+    PersistedQueryMismatch,
+    /// A document id or `persistedQuery` extension of the wrong shape.
+    PersistedQueryMalformed,
 }
 
 impl Refusal {
@@ -94,6 +101,9 @@ impl Refusal {
             Self::WebSocketInitTimeout => "websocket_init_timeout",
             Self::TooManyOperations => "too_many_operations",
             Self::TooManySubscriptions => "too_many_subscriptions",
+            Self::PersistedQueryRequired => "persisted_query_required",
+            Self::PersistedQueryMismatch => "persisted_query_mismatch",
+            Self::PersistedQueryMalformed => "persisted_query_malformed",
         }
     }
 }
@@ -103,6 +113,8 @@ impl Refusal {
 pub struct OperationOutcome {
     /// The client's operation name, if it gave one.
     pub name: Option<String>,
+    /// The persisted document's id, if the request named it by one.
+    pub document_id: Option<Arc<str>>,
     /// `query`, `mutation` or `subscription`.
     pub kind: &'static str,
     /// `ok`, or the first error's `extensions.code`.
@@ -120,10 +132,12 @@ struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     names: Mutex<HashSet<String>>,
+    document_ids: Mutex<HashSet<String>>,
     process: metrics_process::Collector,
     /// The series every request records, by their labels (see [`Handles`]).
     http: Handles<(SharedString, u16), (Counter, Histogram)>,
-    operations: Handles<(SharedString, &'static str, String), (Counter, Histogram)>,
+    operations: Handles<(SharedString, SharedString, &'static str, String), (Counter, Histogram)>,
+    persisted: Handles<(&'static str, &'static str), Counter>,
     statements: Handles<SharedString, Counter>,
     direct_reads: Counter,
     /// Read operations served by the primary and by a replica.
@@ -194,9 +208,11 @@ impl Metrics {
                 recorder,
                 handle,
                 names: Mutex::default(),
+                document_ids: Mutex::default(),
                 process,
                 http: Handles::new(),
                 operations: Handles::new(),
+                persisted: Handles::new(),
                 statements: Handles::new(),
                 direct_reads,
                 db_reads,
@@ -244,11 +260,16 @@ impl Metrics {
 
     /// Counts a GraphQL operation and observes its latency.
     pub fn operation(&self, operation: OperationOutcome) {
-        let key =
-            (self.operation_name(operation.name.as_deref()), operation.kind, operation.outcome);
-        let (count, duration) = self.inner.operations.get(key, |(name, kind, outcome)| {
+        let key = (
+            self.operation_name(operation.name.as_deref()),
+            self.document_id(operation.document_id.as_deref()),
+            operation.kind,
+            operation.outcome,
+        );
+        let (count, duration) = self.inner.operations.get(key, |(name, id, kind, outcome)| {
             let labels = [
                 ("operation_name", name.clone()),
+                ("document_id", id.clone()),
                 ("operation_type", SharedString::const_str(kind)),
                 ("outcome", SharedString::from(outcome.clone())),
             ];
@@ -261,6 +282,18 @@ impl Metrics {
         });
         count.increment(1);
         duration.record(operation.duration.as_secs_f64());
+    }
+
+    /// Counts a request naming a persisted document: `outcome` is `hit`,
+    /// `miss` or `registered` (an automatic persisted query's text stored),
+    /// `source` where its id was looked up (`manifest`, `store`).
+    pub fn persisted(&self, outcome: &'static str, source: &'static str) {
+        let count = self.inner.persisted.get((outcome, source), |&(outcome, source)| {
+            self.with(|| {
+                counter!("deployql_persisted_documents_total", "outcome" => outcome, "source" => source)
+            })
+        });
+        count.increment(1);
     }
 
     /// Counts a status read answered without async-graphql's executor.
@@ -354,20 +387,34 @@ impl Metrics {
     /// itself for the first [`MAX_OPERATION_NAMES`] distinct names, `other`
     /// after, so a client inventing names cannot grow the series.
     fn operation_name(&self, name: Option<&str>) -> SharedString {
-        let Some(name) = name.filter(|name| !name.is_empty()) else {
-            return SharedString::const_str("anonymous");
-        };
-        if name.len() > MAX_OPERATION_NAME_BYTES {
-            return SharedString::const_str("other");
+        match name.filter(|name| !name.is_empty()) {
+            Some(name) => capped(&self.inner.names, name),
+            None => SharedString::const_str("anonymous"),
         }
-        let Ok(mut names) = self.inner.names.lock() else {
-            return SharedString::const_str("other");
-        };
-        if names.contains(name) || names.len() < MAX_OPERATION_NAMES && names.insert(name.into()) {
-            SharedString::from(name.to_owned())
-        } else {
-            SharedString::const_str("other")
+    }
+
+    /// The label for a persisted document's id: `none` for a document sent
+    /// as text, else capped as operation names are.
+    fn document_id(&self, id: Option<&str>) -> SharedString {
+        match id {
+            Some(id) => capped(&self.inner.document_ids, id),
+            None => SharedString::const_str("none"),
         }
+    }
+}
+
+/// `value` itself if it is among the first [`MAX_OPERATION_NAMES`] distinct
+/// values `seen`, `other` after, so a client inventing names or ids cannot
+/// grow the series.
+fn capped(seen: &Mutex<HashSet<String>>, value: &str) -> SharedString {
+    if value.len() > MAX_OPERATION_NAME_BYTES {
+        return SharedString::const_str("other");
+    }
+    let Ok(mut seen) = seen.lock() else { return SharedString::const_str("other") };
+    if seen.contains(value) || seen.len() < MAX_OPERATION_NAMES && seen.insert(value.into()) {
+        SharedString::from(value.to_owned())
+    } else {
+        SharedString::const_str("other")
     }
 }
 
@@ -386,7 +433,13 @@ fn describe() {
     describe_counter!(
         "deployql_graphql_operations_total",
         "GraphQL operations executed, by operation_name (first 1,000 names; then `other`), \
+         document_id (a persisted document's id, first 1,000; `none` for text), \
          operation_type and outcome (`ok` or the first error's code)."
+    );
+    describe_counter!(
+        "deployql_persisted_documents_total",
+        "Requests naming a persisted document, by outcome (`hit`, `miss`, `registered`) and \
+         source (`manifest`: TRUSTED_DOCUMENTS, `store`: automatic persisted queries)."
     );
     describe_histogram!(
         "deployql_graphql_operation_duration_seconds",

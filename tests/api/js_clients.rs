@@ -39,11 +39,17 @@ fn ensure_installed() {
 /// Runs `tests/js/<script>` against `server` as `token`'s user; panics with
 /// the script's report unless it passes.
 fn run(script: &str, server: &ServerProcess, token: &str) -> String {
+    let url = format!("http://{}", server.addr);
+    node(script, &[("DEPLOYQL_URL", &url), ("DEPLOYQL_TOKEN", token)])
+}
+
+/// Runs `tests/js/<script>` with `env`; panics with the script's report
+/// unless it passes.
+fn node(script: &str, env: &[(&str, &str)]) -> String {
     ensure_installed();
     let output = Command::new("node")
         .arg(js_dir().join(script))
-        .env("DEPLOYQL_URL", format!("http://{}", server.addr))
-        .env("DEPLOYQL_TOKEN", token)
+        .envs(env.iter().copied())
         .current_dir(js_dir())
         .output()
         .expect("node is needed for the client tests (Node 20)");
@@ -59,6 +65,15 @@ fn run(script: &str, server: &ServerProcess, token: &str) -> String {
 /// Runs `script` against `server` off the async runtime (Node blocks).
 async fn drive(script: &'static str, server: ServerProcess, token: String) -> String {
     tokio::task::spawn_blocking(move || run(script, &server, &token)).await.expect(script)
+}
+
+/// Runs `script` with `env` off the async runtime.
+async fn drive_with(script: &'static str, env: Vec<(&'static str, String)>) -> String {
+    let run = move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        node(script, &env)
+    };
+    tokio::task::spawn_blocking(run).await.expect(script)
 }
 
 /// A seeded app and a release-like server process on its database.
@@ -129,4 +144,46 @@ async fn a_graphql_ws_client_answers_pings_and_stays_connected_for_a_minute() {
     let server = ServerProcess::start_with(&app.database_url(), &env).await;
     let report = drive("ws-keepalive.mjs", server, app.token(user)).await;
     assert!(report.contains("connected for 60 s"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apollo_and_urql_register_persisted_queries_on_a_miss_then_send_hashes() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    let url = format!("http://{}", server.addr);
+    let env =
+        vec![("PHASE", "clients".to_owned()), ("DEPLOYQL_URL", url), ("DEPLOYQL_TOKEN", token)];
+    drive_with("persisted.mjs", env).await;
+    let registered = server.metric("deployql_persisted_documents_total").await;
+    assert!(registered >= 3, "three registrations and their hits counted: {registered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codegens_persisted_documents_run_by_id_in_trusted_only_mode() {
+    let app = TestApp::sqlite().await;
+    let user = Uuid::new_v4();
+    let id = app.insert(user, NewDeployment::default()).await;
+    let dir = std::env::temp_dir().join(format!("deployql-codegen-{}", Uuid::new_v4()));
+    let dir_text = dir.to_str().expect("utf-8").to_owned();
+    drive_with("persisted.mjs", vec![("PHASE", "codegen".to_owned()), ("MANIFEST_DIR", dir_text)])
+        .await;
+    let manifest = dir.join("persisted-documents.json");
+    // Relay's compiler names a document by the MD5 of its text.
+    let relay_text = "query RelayCount { deployments { totalCount } }";
+    let relay_id = "0a4c8ce2b0c6d5b8a1f4b8f57f0a3a77";
+    let relay = dir.join("relay-persisted.json");
+    std::fs::write(&relay, serde_json::json!({ relay_id: relay_text }).to_string()).expect("write");
+    let trusted = format!("{},{}", manifest.display(), relay.display());
+    let env = [("TRUSTED_DOCUMENTS", trusted.as_str()), ("TRUSTED_DOCUMENTS_ONLY", "true")];
+    let server = ServerProcess::start_with(&app.database_url(), &env).await;
+    let env = vec![
+        ("PHASE", "trusted".to_owned()),
+        ("DEPLOYQL_URL", format!("http://{}", server.addr)),
+        ("DEPLOYQL_TOKEN", app.token(user)),
+        ("MANIFEST", manifest.display().to_string()),
+        ("DEPLOYMENT_ID", id.to_string()),
+        ("RELAY_DOC_ID", relay_id.to_owned()),
+    ];
+    drive_with("persisted.mjs", env).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

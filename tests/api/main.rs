@@ -54,6 +54,7 @@ mod migrations;
 mod mutations;
 mod observability;
 mod outside_writers;
+mod persisted;
 mod pooler;
 mod provider_tokens;
 mod read_only;

@@ -18,6 +18,10 @@ pub(super) const MAX_OPERATIONS: usize = crate::config::Limits::MAX_WS_OPERATION
 pub(super) enum Screened {
     /// Hand it to async-graphql.
     Forward,
+    /// Hand this instead to async-graphql: the frame with its payload's
+    /// `documentId` or `doc_id` moved into its `extensions`, where
+    /// `persisted` reads it (async-graphql keeps only the request's own fields).
+    Rewritten(Vec<u8>),
     /// Answer with this message instead (an operation refused alone).
     Refuse(String),
     /// Close the socket, as graphql-transport-ws prescribes.
@@ -38,6 +42,13 @@ impl Operations {
         struct Envelope {
             r#type: String,
             id: Option<String>,
+            payload: Option<Named>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(rename = "documentId")]
+            document_id: Option<serde::de::IgnoredAny>,
+            doc_id: Option<serde::de::IgnoredAny>,
         }
         let Ok(envelope) = serde_json::from_slice::<Envelope>(frame) else {
             return Screened::Close(
@@ -69,7 +80,10 @@ impl Operations {
             }
             "subscribe" | "start" => {
                 self.running.insert(id);
-                Screened::Forward
+                match envelope.payload {
+                    Some(Named { document_id: None, doc_id: None }) | None => Screened::Forward,
+                    Some(_) => named_by_id(frame).map_or(Screened::Forward, Screened::Rewritten),
+                }
             }
             "complete" | "stop" => {
                 self.running.remove(&id);
@@ -93,6 +107,26 @@ impl Operations {
             self.running.remove(id);
         }
     }
+}
+
+/// `frame` with its payload's `documentId` and `doc_id` moved into the
+/// payload's `extensions`.
+fn named_by_id(frame: &[u8]) -> Option<Vec<u8>> {
+    let mut message: Value = serde_json::from_slice(frame).ok()?;
+    let payload = message.get_mut("payload")?.as_object_mut()?;
+    let ids: Vec<(&str, Value)> = [crate::persisted::DOCUMENT_ID, crate::persisted::RELAY_DOC_ID]
+        .into_iter()
+        .filter_map(|key| payload.remove(key).map(|id| (key, id)))
+        .collect();
+    let extensions = payload.entry("extensions").or_insert_with(|| json!({}));
+    if extensions.is_null() {
+        *extensions = json!({});
+    }
+    let extensions = extensions.as_object_mut()?;
+    for (key, id) in ids {
+        extensions.insert(key.to_owned(), id);
+    }
+    serde_json::to_vec(&message).ok()
 }
 
 #[cfg(test)]
@@ -127,6 +161,23 @@ mod tests {
         assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
         assert_eq!(operations.screen(br#"{"type":"complete","id":"1"}"#, WS), Screened::Forward);
         assert_eq!(operations.screen(&subscribe("1"), WS), Screened::Forward);
+    }
+
+    #[test]
+    fn a_document_id_moves_into_the_extensions() {
+        let frame = json!({ "type": "subscribe", "id": "1",
+            "payload": { "documentId": "sha256:ab", "variables": { "a": 1 } } });
+        let Screened::Rewritten(rewritten) =
+            Operations::default().screen(frame.to_string().as_bytes(), WS)
+        else {
+            panic!("not rewritten");
+        };
+        let rewritten: Value = serde_json::from_slice(&rewritten).expect("JSON");
+        assert_eq!(
+            rewritten["payload"],
+            json!({ "variables": { "a": 1 }, "extensions": { "documentId": "sha256:ab" } })
+        );
+        assert_eq!(Operations::default().screen(&subscribe("2"), WS), Screened::Forward);
     }
 
     #[test]
