@@ -1,5 +1,8 @@
 -- wrk script for deployql's benchmark. WORKLOAD picks the operation:
---   status  the full status lookup (deployment + replicas + resources + last 10 history rows + health)
+--   status  the full status lookup (deployment + replicas + resources + last 10 history rows + health),
+--           bench/status.graphql
+--   status-id   the same document by its id in a trusted manifest (`documentId: "StatusPage"`)
+--   status-apq  the same document by its SHA-256 (STATUS_HASH), registered as an automatic persisted query
 --   list    the list page: deployments(first: 50) { nodes { id name status health targetReplicas } }
 --   health  a health-only lookup
 --   create  createDeployment with a fresh name
@@ -9,11 +12,18 @@
 local workload = os.getenv("WORKLOAD") or "status"
 local targets_path = os.getenv("TARGETS") or "bench/out/targets.txt"
 
+local function read(path)
+  local file = assert(io.open(path))
+  local text = file:read("*a")
+  file:close()
+  return (text:gsub("%s+$", ""))
+end
+
+local status = read("bench/status.graphql")
 local queries = {
-  status = "query($id: ID!) { deployment(id: $id) { id name status health targetReplicas "
-    .. "replicaCounts { total running failed } replicas { id status nodeId containerId startedAt } "
-    .. "resources { cpuCores memoryMb gpuUnits storageGb } "
-    .. "statusHistory(limit: 10) { oldStatus newStatus changedAt reason } } }",
+  status = status,
+  ["status-id"] = status,
+  ["status-apq"] = status,
   list = "{ deployments(first: 50) { nodes { id name status health targetReplicas } } }",
   health = "query($id: ID!) { deployment(id: $id) { health } }",
   create = "mutation($input: CreateDeploymentInput!) { createDeployment(input: $input) { id status health } }",
@@ -54,7 +64,15 @@ function request()
   else
     variables = '{"id":"' .. target[2] .. '"}'
   end
-  local body = '{"query":"' .. query .. '","variables":' .. variables .. '}'
+  local body
+  if workload == "status-id" then
+    body = '{"documentId":"StatusPage","variables":' .. variables .. '}'
+  elseif workload == "status-apq" then
+    body = '{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"' .. os.getenv("STATUS_HASH")
+      .. '"}},"variables":' .. variables .. '}'
+  else
+    body = '{"query":"' .. query .. '","variables":' .. variables .. '}'
+  end
   return wrk.format("POST", "/graphql", {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. target[1],

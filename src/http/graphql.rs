@@ -17,7 +17,7 @@ use super::{AppState, database_health::Outcome, media::MediaType, request, slots
 use crate::{
     auth::Session,
     config::Limits,
-    engine::{self, Answer},
+    engine::{self, Answer, SessionExecutor},
     error::{StorageFault, codes},
     persisted,
     telemetry::Refusal as Counted,
@@ -197,30 +197,10 @@ async fn execute(
                 Answer::Response(response) => Err(BatchResponse::Single(response)),
             }
         }
-        BatchRequest::Batch(requests) => {
-            let mut resolved = Vec::with_capacity(requests.len());
-            for mut request in requests {
-                let refusal = state.persisted.resolve(&mut request).await.err();
-                resolved.push((request, refusal));
-            }
-            let (mut requests, refusals): (Vec<_>, Vec<_>) = resolved.into_iter().unzip();
-            if let Err(message) = within_limits(&mut requests, &state.limits) {
-                state.metrics.refused(Counted::QueryTooComplex);
-                return error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message);
-            }
-            let responses = requests.into_iter().zip(refusals).map(|(request, refusal)| {
-                let executor = &executor;
-                async move {
-                    match refusal {
-                        Some(refusal) => {
-                            async_graphql::Response::from_errors(vec![refusal.to_server_error()])
-                        }
-                        None => async_graphql::Executor::execute(executor, request).await,
-                    }
-                }
-            });
-            Err(BatchResponse::Batch(futures_util::future::join_all(responses).await))
-        }
+        BatchRequest::Batch(requests) => match answer_batch(state, &executor, requests).await {
+            Ok(responses) => Err(BatchResponse::Batch(responses)),
+            Err(refused) => return refused,
+        },
     };
     let (status, body) = match answered {
         Ok((status, body)) => (status, Ok(body)),
@@ -273,6 +253,33 @@ async fn execute(
             )
         }
     }
+}
+
+/// A batch's answers, each operation's document resolved first (one that
+/// cannot be is answered with why), or the batch's refusal when its
+/// operations together pass the limits.
+async fn answer_batch(
+    state: &AppState,
+    executor: &SessionExecutor,
+    requests: Vec<async_graphql::Request>,
+) -> Result<Vec<async_graphql::Response>, Response> {
+    let mut resolved = Vec::with_capacity(requests.len());
+    let mut refusals = Vec::with_capacity(requests.len());
+    for mut request in requests {
+        refusals.push(state.persisted.resolve(&mut request).await.err());
+        resolved.push(request);
+    }
+    if let Err(message) = within_limits(&mut resolved, &state.limits) {
+        state.metrics.refused(Counted::QueryTooComplex);
+        return Err(error(StatusCode::BAD_REQUEST, codes::QUERY_TOO_COMPLEX, &message));
+    }
+    let responses = resolved.into_iter().zip(refusals).map(|(request, refusal)| async move {
+        match refusal {
+            Some(refusal) => async_graphql::Response::from_errors(vec![refusal.to_server_error()]),
+            None => async_graphql::Executor::execute(executor, request).await,
+        }
+    });
+    Ok(futures_util::future::join_all(responses).await)
 }
 
 /// One GraphQL response as the spec shapes it: a request error has no `data`.

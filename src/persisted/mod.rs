@@ -92,6 +92,14 @@ impl Refusal {
         }
     }
 
+    /// The id the request named, when none has it.
+    fn id(&self) -> Option<&str> {
+        match self {
+            Self::NotFound { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
     /// Whether the client may fix it by sending the text (a miss), rather
     /// than by changing the request (HTTP: 400 whatever the media type).
     pub fn is_miss(&self) -> bool {
@@ -148,10 +156,18 @@ impl PersistedDocuments {
     /// why it cannot run.
     pub async fn resolve(&self, request: &mut Request) -> Result<(), Refusal> {
         let resolved = self.resolved(request).await;
-        if let Err(refusal) = &resolved
-            && let Some(counted) = refusal.counted()
-        {
-            self.metrics.refused(counted);
+        if let Err(refusal) = &resolved {
+            if let Some(counted) = refusal.counted() {
+                self.metrics.refused(counted);
+            }
+            let request_id = crate::telemetry::RequestId::current();
+            tracing::info!(
+                message = "persisted document refused",
+                request_id = request_id.as_ref().map(crate::telemetry::RequestId::as_str),
+                operation_name = request.operation_name.as_deref(),
+                document_id = refusal.id(),
+                outcome = refusal.code(),
+            );
         }
         resolved
     }

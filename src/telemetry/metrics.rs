@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use metrics::{
     Counter, Histogram, SharedString, counter, describe_counter, describe_gauge,
@@ -131,8 +131,8 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    names: Mutex<HashSet<String>>,
-    document_ids: Mutex<HashSet<String>>,
+    names: Mutex<HashMap<String, SharedString>>,
+    document_ids: Mutex<HashMap<String, SharedString>>,
     process: metrics_process::Collector,
     /// The series every request records, by their labels (see [`Handles`]).
     http: Handles<(SharedString, u16), (Counter, Histogram)>,
@@ -405,17 +405,22 @@ impl Metrics {
 
 /// `value` itself if it is among the first [`MAX_OPERATION_NAMES`] distinct
 /// values `seen`, `other` after, so a client inventing names or ids cannot
-/// grow the series.
-fn capped(seen: &Mutex<HashSet<String>>, value: &str) -> SharedString {
+/// grow the series. A label seen before is shared, not copied.
+fn capped(seen: &Mutex<HashMap<String, SharedString>>, value: &str) -> SharedString {
+    let other = SharedString::const_str("other");
     if value.len() > MAX_OPERATION_NAME_BYTES {
-        return SharedString::const_str("other");
+        return other;
     }
-    let Ok(mut seen) = seen.lock() else { return SharedString::const_str("other") };
-    if seen.contains(value) || seen.len() < MAX_OPERATION_NAMES && seen.insert(value.into()) {
-        SharedString::from(value.to_owned())
-    } else {
-        SharedString::const_str("other")
+    let Ok(mut seen) = seen.lock() else { return other };
+    if let Some(label) = seen.get(value) {
+        return label.clone();
     }
+    if seen.len() >= MAX_OPERATION_NAMES {
+        return other;
+    }
+    let label = SharedString::from_shared(Arc::<str>::from(value));
+    seen.insert(value.to_owned(), label.clone());
+    label
 }
 
 /// An open WebSocket, counted in `deployql_websocket_connections`.

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::{
 use prometheus_parse::{Sample, Value as Metric};
 use prost::Message;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
@@ -228,12 +229,23 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
         headers["x-request-id"].to_str().expect("ascii")
     );
 
-    let line = |id: &str| {
+    // Named by id: the line names the document; an unknown id is refused
+    // in a line of its own.
+    let hash: String =
+        Sha256::digest(STATUS_PAGE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let by_hash = json!({ "query": STATUS_PAGE, "variables": { "id": Uuid::new_v4() },
+        "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
+    post(server.addr, Some(&token), &[("x-request-id", "persisted-1")], by_hash).await;
+    let unknown = json!({ "documentId": "sha256:nope" });
+    post(server.addr, Some(&token), &[("x-request-id", "persisted-2")], unknown).await;
+
+    let logged = |id: &str, message: &str| {
         let text = std::fs::read_to_string(&log).expect("log");
         text.lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| line["request_id"] == id && line["message"] == "graphql operation")
+            .find(|line| line["request_id"] == id && line["message"] == message)
     };
+    let line = |id: &str| logged(id, "graphql operation");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while line(&generated).is_none() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -251,6 +263,12 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
         let spans = line["spans"].as_array().expect("the request's span");
         assert!(spans.iter().any(|span| span["request_id"] == id), "{line}");
     }
+    let persisted = line("persisted-1").expect("the persisted operation's line");
+    assert_eq!(persisted["document_id"], hash.as_str(), "{persisted}");
+    assert!(line(&generated).expect("line")["document_id"].is_null(), "text has no id");
+    let refused = logged("persisted-2", "persisted document refused").expect("the refusal's line");
+    assert_eq!(refused["document_id"], "sha256:nope", "{refused}");
+    assert_eq!(refused["outcome"], "PERSISTED_QUERY_NOT_FOUND", "{refused}");
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(!text.contains(&token), "a token was logged");
     assert!(!text.contains("deployment(id:"), "a query's text was logged at info");
@@ -297,7 +315,11 @@ async fn traces_reach_an_otlp_receiver_as_children_of_the_caller_s_span() {
     let server = ServerProcess::start_with(&app.database_url(), &env).await;
     let (trace_id, parent_id) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let traceparent = format!("00-{trace_id}-{parent_id}-01");
-    let body = json!({ "query": STATUS_PAGE, "variables": { "id": id } });
+    // Registered as an automatic persisted query: the span names its hash.
+    let hash: String =
+        Sha256::digest(STATUS_PAGE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let body = json!({ "query": STATUS_PAGE, "variables": { "id": id },
+        "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
     let headers = [("traceparent", traceparent.as_str()), ("x-request-id", "traced-1")];
     let (status, _, body) = post(server.addr, Some(&app.token(user)), &headers, body).await;
     assert_eq!(status, 200, "{body}");
@@ -323,9 +345,13 @@ async fn traces_reach_an_otlp_receiver_as_children_of_the_caller_s_span() {
     let operation = named("query StatusPage");
     assert_eq!(operation.parent_span_id, request.span_id);
     assert_eq!(attribute(operation, "graphql.operation.name").as_deref(), Some("StatusPage"));
+    assert_eq!(attribute(operation, "graphql.document.id"), Some(hash));
+    // The operation's statement (the registration's are the request's).
     let statement = spans
         .iter()
-        .find(|s| attribute(s, "db.statement").is_some())
+        .find(|s| {
+            attribute(s, "db.statement").is_some_and(|sql| !sql.contains("persisted_queries"))
+        })
         .unwrap_or_else(|| panic!("no SQL statement span in {names:?}"));
     let sql = attribute(statement, "db.statement").unwrap_or_default();
     assert!(!sql.contains(&id.to_string()) && !sql.contains(&id.simple().to_string()), "{sql}");

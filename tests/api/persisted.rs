@@ -23,7 +23,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{NewDeployment, ServerProcess, TestApp, error_code, metric_sum},
+    helpers::{NewDeployment, ServerProcess, TestApp, error_code, metric_sum, post_graphql},
     ws_client::{Event, WsClient, operation_errors},
 };
 
@@ -260,6 +260,17 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// The status of GET /graphql as a browser asks for it (GraphiQL).
+async fn graphiql_status(server: &ServerProcess) -> u16 {
+    let page = reqwest::Client::new()
+        .get(format!("http://{}/graphql", server.addr))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("GraphiQL");
+    page.status().as_u16()
+}
+
 /// A directory of manifests, one per tool, removed on drop.
 struct ManifestDir(PathBuf);
 
@@ -349,13 +360,7 @@ async fn trusted_only_mode_runs_the_manifests_documents_and_refuses_the_rest() {
     assert!(status == 400 && required(&answer), "{status} {answer}");
     let (status, answer) = post(json!({ "documentId": "unknown" })).await;
     assert_eq!((status, error_code(&answer)), (400, Some("PERSISTED_QUERY_NOT_FOUND")));
-    let page = client
-        .get(format!("http://{}/graphql", server.addr))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("GraphiQL");
-    assert_eq!(page.status().as_u16(), 404, "no GraphiQL without introspection");
+    assert_eq!(graphiql_status(&server).await, 404, "no GraphiQL without introspection");
 
     // Over the WebSocket: a text document refused, a manifest's by id runs.
     let mut socket = WsClient::connect(server.addr, "graphql-transport-ws").await;
@@ -405,29 +410,13 @@ async fn introspection_and_graphiql_stay_with_allow_introspection_in_trusted_onl
     ];
     let server = ServerProcess::start_with(&app.database_url(), &env).await;
     let token = app.token(Uuid::new_v4());
-    let answer = crate::helpers::post_graphql(
-        server.addr,
-        &token,
-        "{ __schema { queryType { name } } }",
-        json!({}),
-    )
-    .await;
+    let answer =
+        post_graphql(server.addr, &token, "{ __schema { queryType { name } } }", json!({})).await;
     assert_eq!(answer["data"]["__schema"]["queryType"]["name"], "Query", "{answer}");
-    let answer = crate::helpers::post_graphql(
-        server.addr,
-        &token,
-        "{ deployments { totalCount } }",
-        json!({}),
-    )
-    .await;
+    let answer =
+        post_graphql(server.addr, &token, "{ deployments { totalCount } }", json!({})).await;
     assert_eq!(error_code(&answer), Some("PERSISTED_QUERY_REQUIRED"), "{answer}");
-    let page = reqwest::Client::new()
-        .get(format!("http://{}/graphql", server.addr))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .expect("GraphiQL");
-    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(graphiql_status(&server).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,21 +425,11 @@ async fn introspection_is_refused_with_allow_introspection_false() {
     let server =
         ServerProcess::start_with(&app.database_url(), &[("ALLOW_INTROSPECTION", "false")]).await;
     let token = app.token(Uuid::new_v4());
-    let answer = crate::helpers::post_graphql(
-        server.addr,
-        &token,
-        "{ __type(name: \"Query\") { name } }",
-        json!({}),
-    )
-    .await;
+    let answer =
+        post_graphql(server.addr, &token, "{ __type(name: \"Query\") { name } }", json!({})).await;
     assert_eq!(error_code(&answer), Some("GRAPHQL_VALIDATION_FAILED"), "{answer}");
-    let answer = crate::helpers::post_graphql(
-        server.addr,
-        &token,
-        "{ deployments { totalCount } }",
-        json!({}),
-    )
-    .await;
+    let answer =
+        post_graphql(server.addr, &token, "{ deployments { totalCount } }", json!({})).await;
     assert_eq!(answer["data"]["deployments"]["totalCount"], 0, "{answer}");
 }
 

@@ -12,7 +12,8 @@ use std::{
 };
 
 use sea_orm::ConnectionTrait as _;
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::{
@@ -179,6 +180,23 @@ async fn every_entry_point_works_through_pgbouncer_in_transaction_mode() {
     let page = "{ deployments(first: 5) { totalCount nodes { id name health } } }";
     let listed = post_graphql(server.addr, &token, page, json!({})).await;
     assert_eq!(listed["data"]["deployments"]["totalCount"], 1, "{listed}");
+    // An automatic persisted query registers through the pooler, and
+    // another instance answers its hash alone.
+    let hash: String =
+        sha2::Sha256::digest(page.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let apq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let send = |addr: SocketAddr, body: Value| {
+        let request = reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { request.send().await.expect("send").json::<Value>().await.expect("json") }
+    };
+    let registered = send(server.addr, json!({ "query": page, "extensions": apq })).await;
+    assert_eq!(registered["data"]["deployments"]["totalCount"], 1, "{registered}");
+    let other = ServerProcess::start_with(&pooled, &[NO_PREPARED]).await;
+    let by_hash = send(other.addr, json!({ "extensions": apq })).await;
+    assert_eq!(by_hash["data"]["deployments"]["totalCount"], 1, "{by_hash}");
     let delete = "mutation($id: ID!) { deleteDeployment(id: $id) { id } }";
     let deleted = post_graphql(server.addr, &token, delete, json!({ "id": id })).await;
     assert!(deleted["errors"].is_null(), "{deleted}");
