@@ -12,7 +12,9 @@ use crate::{
     db::{self, Access, StatementCounter},
     engine,
     error::StorageFault,
-    http, live,
+    http,
+    idempotency::{self, IdempotencyKeys},
+    live,
     persisted::{
         PersistedDocuments,
         manifest::{self, Manifests},
@@ -284,10 +286,19 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         .with_reads(reads)
         .with_limits(config.limits())
         .with_persisted(persisted, known, introspection)
+        .with_idempotency(IdempotencyKeys::new(
+            config.idempotency.idempotency_key_ttl,
+            config.idempotency.max_idempotency_keys_per_user,
+            config.idempotency.idempotency_key_required,
+        ))
         .with_change_reader()
         .with_access(access, file)
         .with_cors(&config.cors_allowed_origins, dev)
         .with_metrics_access(metrics_access(&config, dev));
+    if access == Access::ReadWrite {
+        let prune = idempotency::prune_periodically(state.idempotency.clone(), state.db.clone());
+        tokio::spawn(prune);
+    }
     let (url, feed) = (config.database.database_url.clone(), state.feed.clone());
     if state.db.get_database_backend() == DbBackend::Postgres {
         tokio::spawn(live::capture::read_changes(url, feed, config.live_poll_interval, access));

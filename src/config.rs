@@ -1,6 +1,7 @@
 //! Command line and environment configuration, read once in `main`.
 
 mod documents;
+mod idempotency;
 mod telemetry;
 mod tokens;
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 pub use self::documents::{DEFAULT_PERSISTED_QUERIES, DocumentsConfig};
+pub use self::idempotency::IdempotencyConfig;
 pub use self::telemetry::{LogFormat, MetricsToken, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
 
@@ -282,6 +284,8 @@ pub struct Config {
     pub max_subscriptions: usize,
     #[command(flatten)]
     pub documents: DocumentsConfig,
+    #[command(flatten)]
+    pub idempotency: IdempotencyConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
     /// Outside dev mode, `/metrics` on the API's listener answers only

@@ -54,10 +54,21 @@ pub mod codes {
     /// manifest (by id or by text), or an automatic persisted query's registration.
     pub const PERSISTED_QUERY_REQUIRED: &str = "PERSISTED_QUERY_REQUIRED";
 
+    /// A mutation whose idempotency key's first attempt is still running
+    /// (HTTP 409 with Retry-After): retry once it has answered.
+    pub const IDEMPOTENCY_KEY_IN_USE: &str = "IDEMPOTENCY_KEY_IN_USE";
+    /// An idempotency key sent before with another operation (HTTP 422).
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    /// A mutation without an idempotency key, with IDEMPOTENCY_KEY_REQUIRED (HTTP 400).
+    pub const IDEMPOTENCY_KEY_REQUIRED: &str = "IDEMPOTENCY_KEY_REQUIRED";
+
     /// Codes of errors raised before execution: a response made only of
     /// these has no `data` entry (GraphQL over HTTP: a request error).
-    pub const REQUEST_ERRORS: [&str; 9] = [
+    pub const REQUEST_ERRORS: [&str; 12] = [
         BAD_REQUEST,
+        IDEMPOTENCY_KEY_IN_USE,
+        IDEMPOTENCY_KEY_REUSED,
+        IDEMPOTENCY_KEY_REQUIRED,
         PERSISTED_QUERY_NOT_FOUND,
         PERSISTED_QUERY_REQUIRED,
         GRAPHQL_PARSE_FAILED,

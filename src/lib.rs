@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod json;
 pub mod live;

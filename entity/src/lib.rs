@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod deployment_replica;
 pub mod deployment_resources;
 pub mod deployment_status_history;
+pub mod idempotency_key;
 pub mod persisted_query;
 pub mod status;
 pub mod timestamp;

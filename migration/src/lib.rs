@@ -66,6 +66,21 @@ pub struct PersistedQueries {
 pub const PERSISTED_QUERIES: PersistedQueries =
     PersistedQueries { table: "persisted_queries", by_age: "persisted_queries_by_age" };
 
+/// The table mutations' answers are recorded in by idempotency key
+/// (migration 9), and its indexes by age.
+#[derive(Debug)]
+pub struct IdempotencyKeys {
+    pub table: &'static str,
+    pub by_age: &'static str,
+    pub by_user_and_age: &'static str,
+}
+
+pub const IDEMPOTENCY_KEYS: IdempotencyKeys = IdempotencyKeys {
+    table: "idempotency_keys",
+    by_age: "idempotency_keys_by_age",
+    by_user_and_age: "idempotency_keys_by_user_and_age",
+};
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
@@ -74,6 +89,7 @@ mod m20261127_000005_capture_without_comparing_rows;
 mod m20261202_000006_write_probe;
 mod m20261202_000007_capture_sqlite_changes;
 mod m20261203_000008_persisted_queries;
+mod m20261203_000009_idempotency_keys;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -90,6 +106,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_write_probe::Migration),
             Box::new(m20261202_000007_capture_sqlite_changes::Migration),
             Box::new(m20261203_000008_persisted_queries::Migration),
+            Box::new(m20261203_000009_idempotency_keys::Migration),
         ]
     }
 }

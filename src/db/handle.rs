@@ -11,6 +11,7 @@ use sea_orm::{
 
 use super::{
     replicas::{ReplicaRead, Target},
+    shared::{Savepoint, SharedTxn},
     simple::{SimplePool, SimpleTransaction},
 };
 
@@ -24,6 +25,9 @@ pub enum Db {
     /// One read operation's replica (see `replicas`): its queries run there,
     /// or on the primary once one fails; anything else runs on the primary.
     Replica(std::sync::Arc<ReplicaRead>),
+    /// One operation's transaction (see `shared`): its statements run in
+    /// it, and a transaction begun on it is a savepoint.
+    Within(std::sync::Arc<SharedTxn>),
 }
 
 impl From<DatabaseConnection> for Db {
@@ -37,6 +41,7 @@ impl From<DatabaseConnection> for Db {
 pub enum Txn {
     Pool(DatabaseTransaction),
     Simple(SimpleTransaction),
+    Savepoint(Savepoint),
 }
 
 impl Db {
@@ -54,6 +59,7 @@ impl Db {
                 .map(Txn::Pool),
             Self::Simple(pool) => pool.begin().await.map(Txn::Simple),
             Self::Replica(read) => Box::pin(read.primary().begin_write()).await,
+            Self::Within(shared) => shared.savepoint().await.map(Txn::Savepoint),
         }
     }
 
@@ -72,6 +78,7 @@ impl Db {
             Self::Pool(db) => db.ping().await,
             Self::Simple(pool) => pool.execute_unprepared("SELECT 1").await.map(|_| ()),
             Self::Replica(read) => Box::pin(read.primary().ping()).await,
+            Self::Within(shared) => shared.execute_unprepared("SELECT 1").await.map(|_| ()),
         }
     }
 
@@ -81,7 +88,7 @@ impl Db {
             Self::Pool(db) => drop(db.close().await),
             Self::Simple(pool) => pool.pool.close().await,
             // The pools are their owners' to close.
-            Self::Replica(_) => {}
+            Self::Replica(_) | Self::Within(_) => {}
         }
     }
 
@@ -98,6 +105,7 @@ impl Db {
             Self::Pool(db) => counts(db.get_sqlite_connection_pool()),
             Self::Simple(pool) => counts(&pool.pool),
             Self::Replica(read) => read.primary().pool_connections(),
+            Self::Within(_) => (1, 0, 1),
         }
     }
 
@@ -107,7 +115,7 @@ impl Db {
             Self::Pool(db) => db.set_metric_callback(move |_| on_statement()),
             Self::Simple(pool) => pool.on_statement = Some(std::sync::Arc::new(on_statement)),
             // Each pool counts its own statements.
-            Self::Replica(_) => {}
+            Self::Replica(_) | Self::Within(_) => {}
         }
     }
 }
@@ -118,6 +126,7 @@ impl ConnectionTrait for Db {
         match self {
             Self::Pool(db) => db.get_database_backend(),
             Self::Simple(_) | Self::Replica(_) => DbBackend::Postgres,
+            Self::Within(shared) => shared.get_database_backend(),
         }
     }
 
@@ -126,6 +135,7 @@ impl ConnectionTrait for Db {
             Self::Pool(db) => db.execute_raw(stmt).await,
             Self::Simple(pool) => pool.execute(&stmt).await,
             Self::Replica(read) => read.primary().execute_raw(stmt).await,
+            Self::Within(shared) => shared.execute_raw(stmt).await,
         }
     }
 
@@ -134,6 +144,7 @@ impl ConnectionTrait for Db {
             Self::Pool(db) => db.execute_unprepared(sql).await,
             Self::Simple(pool) => pool.execute_unprepared(sql).await,
             Self::Replica(read) => read.primary().execute_unprepared(sql).await,
+            Self::Within(shared) => shared.execute_unprepared(sql).await,
         }
     }
 
@@ -142,6 +153,7 @@ impl ConnectionTrait for Db {
             Self::Pool(db) => db.query_one_raw(stmt).await,
             Self::Simple(pool) => Ok(pool.query_all(&stmt).await?.into_iter().next()),
             Self::Replica(read) => Ok(read.query_all(stmt).await?.into_iter().next()),
+            Self::Within(shared) => shared.query_one_raw(stmt).await,
         }
     }
 
@@ -150,6 +162,7 @@ impl ConnectionTrait for Db {
             Self::Pool(db) => db.query_all_raw(stmt).await,
             Self::Simple(pool) => pool.query_all(&stmt).await,
             Self::Replica(read) => read.query_all(stmt).await,
+            Self::Within(shared) => shared.query_all_raw(stmt).await,
         }
     }
 }
@@ -159,6 +172,7 @@ impl Txn {
         match self {
             Self::Pool(txn) => txn.commit().await,
             Self::Simple(txn) => txn.commit().await,
+            Self::Savepoint(savepoint) => savepoint.commit().await,
         }
     }
 }
@@ -169,6 +183,7 @@ impl ConnectionTrait for Txn {
         match self {
             Self::Pool(txn) => txn.get_database_backend(),
             Self::Simple(_) => DbBackend::Postgres,
+            Self::Savepoint(savepoint) => savepoint.shared().get_database_backend(),
         }
     }
 
@@ -176,6 +191,7 @@ impl ConnectionTrait for Txn {
         match self {
             Self::Pool(txn) => txn.execute_raw(stmt).await,
             Self::Simple(txn) => txn.execute(&stmt).await,
+            Self::Savepoint(savepoint) => savepoint.shared().execute_raw(stmt).await,
         }
     }
 
@@ -183,6 +199,7 @@ impl ConnectionTrait for Txn {
         match self {
             Self::Pool(txn) => txn.execute_unprepared(sql).await,
             Self::Simple(txn) => txn.execute_unprepared(sql).await,
+            Self::Savepoint(savepoint) => savepoint.shared().execute_unprepared(sql).await,
         }
     }
 
@@ -190,6 +207,7 @@ impl ConnectionTrait for Txn {
         match self {
             Self::Pool(txn) => txn.query_one_raw(stmt).await,
             Self::Simple(txn) => Ok(txn.query_all(&stmt).await?.into_iter().next()),
+            Self::Savepoint(savepoint) => savepoint.shared().query_one_raw(stmt).await,
         }
     }
 
@@ -197,6 +215,7 @@ impl ConnectionTrait for Txn {
         match self {
             Self::Pool(txn) => txn.query_all_raw(stmt).await,
             Self::Simple(txn) => txn.query_all(&stmt).await,
+            Self::Savepoint(savepoint) => savepoint.shared().query_all_raw(stmt).await,
         }
     }
 }

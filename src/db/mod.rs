@@ -3,6 +3,7 @@
 mod handle;
 mod migrations;
 mod replicas;
+mod shared;
 mod simple;
 mod sqlite_file;
 
@@ -11,6 +12,7 @@ pub use self::migrations::{
     MIGRATION_LOCK_KEY, MigrationState, MigrationTurn, migrate_in_turn, migration_state,
 };
 pub use self::replicas::{Reads, Target};
+pub use self::shared::SharedTxn;
 pub use self::sqlite_file::{FileWatch, ServingLock, check_writable, for_reading};
 
 use std::{
@@ -336,7 +338,7 @@ async fn warm(db: &Db, connections: u32) {
         Db::Simple(pool) => {
             drop(join_all((0..count).map(|_| pool.pool.acquire())).await);
         }
-        Db::Replica(_) => {}
+        Db::Replica(_) | Db::Within(_) => {}
     }
 }
 

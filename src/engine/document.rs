@@ -275,6 +275,12 @@ impl Prepared {
         self.compile()?.page_size(variables)
     }
 
+    /// Whether this request runs a mutation.
+    pub(super) fn is_mutation(&self) -> bool {
+        operation(&self.checked.document, self.operation_name.as_deref())
+            .is_ok_and(|operation| operation.node.ty == OperationType::Mutation)
+    }
+
     /// What this request runs.
     pub(super) fn info(&self) -> OperationInfo {
         let document = &self.checked.document;

@@ -2,6 +2,8 @@
 //! carried them, and reports each: its metrics, one log line, its span,
 //! and the request id in the `extensions` of every error it answers with.
 
+mod once;
+
 use std::{sync::Arc, time::Instant};
 
 use crate::db::{Db, Reads, Target};
@@ -12,6 +14,7 @@ use async_graphql::{
 };
 use tracing::Instrument;
 
+use self::once::Once;
 use super::{
     Documents,
     direct::{Compiled, ListPage, ListRead, StatusRead},
@@ -22,6 +25,7 @@ use crate::graphql::{AppSchema, connection::ListRequest, deployment, loaders, mu
 use crate::{
     auth::Session,
     error::{ApiError, codes},
+    idempotency::{self, IdempotencyKey, IdempotencyKeys},
     live::ChangeFeed,
     service::deployments,
     telemetry::{Metrics, OperationOutcome, Refusal, RequestId, Scope},
@@ -45,6 +49,8 @@ pub struct SessionExecutor {
     admitted: Option<Instant>,
     /// Where mutations write; none on a read-only server.
     writes: Option<mutation::Writes>,
+    /// The answers of mutations sent with an idempotency key.
+    idempotency: Arc<IdempotencyKeys>,
 }
 
 impl std::fmt::Debug for SessionExecutor {
@@ -73,7 +79,15 @@ impl SessionExecutor {
             timeout: None,
             admitted: None,
             writes,
+            idempotency: Arc::default(),
         }
+    }
+
+    /// Records and replays mutations sent with an idempotency key in `keys`.
+    #[must_use]
+    pub fn with_idempotency(mut self, keys: Arc<IdempotencyKeys>) -> Self {
+        self.idempotency = keys;
+        self
     }
 
     /// Bounds each query or mutation (`REQUEST_TIMEOUT`): past it the
@@ -356,7 +370,7 @@ impl SessionExecutor {
         let answer = answer.instrument(span).await;
         let target = self.finished(info.kind, &db, scope.statements());
         match answer {
-            Answer::Written(written) => {
+            Answer::Written(written) | Answer::Replayed(written) => {
                 self.reported(info, "ok".to_owned(), started, scope.statements(), target);
                 Answer::Written(written)
             }
@@ -377,6 +391,45 @@ impl SessionExecutor {
                 let arguments = read.arguments(&request.variables)?;
                 Some(Direct::List(read, arguments.check(self.session.user).ok()?))
             }
+        }
+    }
+}
+
+impl SessionExecutor {
+    /// The idempotency key `request` runs with, if it is a mutation that
+    /// gives one (`extensions.idempotencyKey`; HTTP puts its header there);
+    /// the refusal of a malformed key, or of a mutation without one when
+    /// keys are required. Queries and subscriptions ignore keys.
+    fn keyed(
+        &self,
+        request: &Request,
+        prepared: &Prepared,
+    ) -> Result<Option<IdempotencyKey>, Box<Response>> {
+        if !prepared.is_mutation() {
+            return Ok(None);
+        }
+        let refuse = |code: &str, message: String| {
+            let mut error = ServerError::new(message, None);
+            error.extensions.get_or_insert_with(Default::default).set("code", code);
+            let mut response = Response::from_errors(vec![error]);
+            tag_errors(&mut response, RequestId::current().as_ref());
+            Box::new(response)
+        };
+        match request.extensions.get(idempotency::EXTENSION) {
+            None | Some(Value::Null) if self.idempotency.required() => Err(refuse(
+                codes::IDEMPOTENCY_KEY_REQUIRED,
+                "this server requires an idempotency key on every mutation \
+                 (IDEMPOTENCY_KEY_REQUIRED): send `Idempotency-Key: \"<uuid>\"`"
+                    .to_owned(),
+            )),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(key)) => IdempotencyKey::new(key.clone())
+                .map(Some)
+                .map_err(|message| refuse(codes::BAD_REQUEST, message)),
+            Some(_) => Err(refuse(
+                codes::BAD_REQUEST,
+                "extensions.idempotencyKey must be a string".to_owned(),
+            )),
         }
     }
 }
@@ -409,11 +462,13 @@ fn written(written: std::io::Result<Vec<u8>>, failed: impl FnOnce(ApiError) -> A
 }
 
 /// An operation's answer: a response, or the JSON of one already written
-/// (a status read answered directly, see `direct`).
+/// (a status read answered directly, see `direct`; a mutation's recorded
+/// answer), or a mutation's answer recorded before, replayed.
 #[derive(Debug)]
 pub enum Answer {
     Response(Response),
     Written(Vec<u8>),
+    Replayed(Vec<u8>),
 }
 
 impl SessionExecutor {
@@ -430,6 +485,17 @@ impl SessionExecutor {
             Ok(prepared) => prepared,
             Err(refusal) => return Answer::Response(*refusal),
         };
+        match self.keyed(&request, &prepared) {
+            Ok(None) => {}
+            Ok(Some(key)) => {
+                return match self.once(request, &prepared, key, started).await {
+                    Once::Ran(_, answer) => Answer::Written(answer),
+                    Once::Replayed(answer) => Answer::Replayed(answer),
+                    Once::Answered(response) => Answer::Response(response),
+                };
+            }
+            Err(refused) => return Answer::Response(*refused),
+        }
         match self.direct(&prepared, &request) {
             Some(read) => self.answer_directly(read, &prepared, started).await,
             None => Answer::Response(self.execute_prepared(request, &prepared, started).await),
@@ -440,9 +506,17 @@ impl SessionExecutor {
 impl Executor for SessionExecutor {
     async fn execute(&self, mut request: Request) -> Response {
         let started = Instant::now();
-        match self.prepare_or_refuse(&mut request, started) {
-            Ok(prepared) => self.execute_prepared(request, &prepared, started).await,
-            Err(refusal) => *refusal,
+        let prepared = match self.prepare_or_refuse(&mut request, started) {
+            Ok(prepared) => prepared,
+            Err(refusal) => return *refusal,
+        };
+        match self.keyed(&request, &prepared) {
+            Ok(None) => self.execute_prepared(request, &prepared, started).await,
+            Ok(Some(key)) => match self.once(request, &prepared, key, started).await {
+                Once::Ran(response, _) | Once::Answered(response) => response,
+                Once::Replayed(answer) => once::replayed(&answer),
+            },
+            Err(refused) => *refused,
         }
     }
 

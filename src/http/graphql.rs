@@ -19,6 +19,7 @@ use crate::{
     config::Limits,
     engine::{self, Answer, SessionExecutor},
     error::{StorageFault, codes},
+    idempotency::{self, IdempotencyKey},
     persisted,
     telemetry::Refusal as Counted,
 };
@@ -108,6 +109,10 @@ pub(super) async fn post(
             return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message);
         }
     };
+    let batch = match with_idempotency_key(batch, &headers) {
+        Ok(batch) => batch,
+        Err(message) => return error(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, &message),
+    };
     if let BatchRequest::Batch(requests) = &batch {
         let max_batch = state.limits.batch;
         if requests.len() > max_batch {
@@ -119,6 +124,25 @@ pub(super) async fn post(
     }
     execute(&state, session, batch, media, Method::Post).await
 }
+
+/// `batch` with the `Idempotency-Key` header's key in its operation's
+/// `extensions` (where every transport's key goes). A batch takes no header:
+/// each operation gives its own key in its `extensions`.
+fn with_idempotency_key(batch: BatchRequest, headers: &HeaderMap) -> Result<BatchRequest, String> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(batch) };
+    let BatchRequest::Single(mut request) = batch else {
+        return Err("a batch takes no Idempotency-Key header: give each operation its own key \
+                    in its extensions.idempotencyKey"
+            .to_owned());
+    };
+    let key = IdempotencyKey::from_header(value.as_bytes())?;
+    request
+        .extensions
+        .insert(idempotency::EXTENSION.to_owned(), Value::String(key.as_str().to_owned()));
+    Ok(BatchRequest::Single(request))
+}
+
+const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 
 /// The method a request came with: GET runs queries only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +216,9 @@ async fn execute(
             match executor.answer(request).await {
                 Answer::Written(body) => {
                     state.database.record(Outcome::Answered, &state.db);
-                    Ok((StatusCode::OK, body))
+                    Ok((StatusCode::OK, body, false))
                 }
+                Answer::Replayed(body) => Ok((StatusCode::OK, body, true)),
                 Answer::Response(response) => Err(BatchResponse::Single(response)),
             }
         }
@@ -202,8 +227,12 @@ async fn execute(
             Err(refused) => return refused,
         },
     };
+    let mut replayed = false;
     let (status, body) = match answered {
-        Ok((status, body)) => (status, Ok(body)),
+        Ok((status, body, replay)) => {
+            replayed = replay;
+            (status, Ok(body))
+        }
         Err(BatchResponse::Single(response)) => {
             let body = Body::of(&response);
             state.database.record(body.database, &state.db);
@@ -214,6 +243,10 @@ async fn execute(
             let status = if body.database != Outcome::Answered && produced_nothing {
                 // Nothing came of it, and a retry may well succeed.
                 StatusCode::SERVICE_UNAVAILABLE
+            } else if let Some(status) =
+                body.request_error.then(|| refusal_status(&response)).flatten()
+            {
+                status
             } else if body.request_error && media == MediaType::GraphQLResponse {
                 StatusCode::BAD_REQUEST
             } else {
@@ -239,8 +272,13 @@ async fn execute(
                 (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
             ];
             let mut response = (status, headers, body).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
+            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
             }
             response
         }
@@ -280,6 +318,24 @@ async fn answer_batch(
         }
     });
     Ok(futures_util::future::join_all(responses).await)
+}
+
+/// Says a mutation's answer was recorded before and is replayed.
+const IDEMPOTENT_REPLAYED: header::HeaderName =
+    header::HeaderName::from_static("idempotent-replayed");
+
+/// The HTTP status of a refusal whose code has one of its own, whatever the
+/// media type: idempotency keys in use (409), reused (422), required or
+/// malformed (400).
+fn refusal_status(response: &async_graphql::Response) -> Option<StatusCode> {
+    let error = response.errors.first()?;
+    let Some(Value::String(code)) = error.extensions.as_ref()?.get("code") else { return None };
+    Some(match code.as_str() {
+        codes::IDEMPOTENCY_KEY_IN_USE => StatusCode::CONFLICT,
+        codes::IDEMPOTENCY_KEY_REUSED => StatusCode::UNPROCESSABLE_ENTITY,
+        codes::IDEMPOTENCY_KEY_REQUIRED | codes::BAD_REQUEST => StatusCode::BAD_REQUEST,
+        _ => return None,
+    })
 }
 
 /// One GraphQL response as the spec shapes it: a request error has no `data`.

@@ -45,6 +45,7 @@ use crate::{
     engine::{Documents, SessionExecutor, documents},
     error::StorageFault,
     graphql::{AppSchema, Writes, build_schema, build_schema_with},
+    idempotency::IdempotencyKeys,
     live::ChangeFeed,
     persisted::{PersistedDocuments, manifest::Manifests, store::Store},
     telemetry::{Metrics, RequestId},
@@ -71,6 +72,8 @@ pub struct SharedState {
     graphiql: Option<Arc<str>>,
     /// Documents requests name by id, and whether only those run.
     persisted: Arc<PersistedDocuments>,
+    /// The answers of mutations sent with an idempotency key.
+    pub idempotency: Arc<IdempotencyKeys>,
     pub metrics: Metrics,
     slots: Arc<slots::Slots>,
     body_read_timeout: Duration,
@@ -113,6 +116,7 @@ impl AppState {
             db,
             keys: Arc::new(keys),
             graphiql: Some(graphiql::page(graphiql_token).into()),
+            idempotency: Arc::default(),
             persisted: Arc::new(PersistedDocuments::new(
                 Manifests::default(),
                 Some(Store::new(registrations, true, crate::config::DEFAULT_PERSISTED_QUERIES)),
@@ -258,6 +262,13 @@ impl AppState {
         self
     }
 
+    /// Records and replays mutations sent with an idempotency key as `keys` say.
+    #[must_use]
+    pub fn with_idempotency(mut self, keys: IdempotencyKeys) -> Self {
+        Arc::make_mut(&mut self.0).idempotency = Arc::new(keys);
+        self
+    }
+
     /// Runs the operations of `session`.
     fn executor(&self, session: Session) -> SessionExecutor {
         let executor = SessionExecutor::new(
@@ -268,7 +279,8 @@ impl AppState {
             self.metrics.clone(),
             session,
         )
-        .with_timeout(self.operation_timeout);
+        .with_timeout(self.operation_timeout)
+        .with_idempotency(self.idempotency.clone());
         let writes = (self.access == Access::ReadWrite)
             .then(|| Writes { db: self.db.clone(), file: self.file.clone() });
         executor.with_writes(writes)

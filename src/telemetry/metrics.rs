@@ -137,7 +137,8 @@ struct Inner {
     /// The series every request records, by their labels (see [`Handles`]).
     http: Handles<(SharedString, u16), (Counter, Histogram)>,
     operations: Handles<(SharedString, SharedString, &'static str, String), (Counter, Histogram)>,
-    persisted: Handles<(&'static str, &'static str), Counter>,
+    /// Counters whose labels are static strings, by name and labels.
+    counters: Handles<(&'static str, &'static str, &'static str), Counter>,
     statements: Handles<SharedString, Counter>,
     direct_reads: Counter,
     /// Read operations served by the primary and by a replica.
@@ -212,7 +213,7 @@ impl Metrics {
                 process,
                 http: Handles::new(),
                 operations: Handles::new(),
-                persisted: Handles::new(),
+                counters: Handles::new(),
                 statements: Handles::new(),
                 direct_reads,
                 db_reads,
@@ -288,11 +289,22 @@ impl Metrics {
     /// `miss` or `registered` (an automatic persisted query's text stored),
     /// `source` where its id was looked up (`manifest`, `store`).
     pub fn persisted(&self, outcome: &'static str, source: &'static str) {
-        let count = self.inner.persisted.get((outcome, source), |&(outcome, source)| {
-            self.with(|| {
-                counter!("deployql_persisted_documents_total", "outcome" => outcome, "source" => source)
-            })
+        let key = ("deployql_persisted_documents_total", outcome, source);
+        let count = self.inner.counters.get(key, |&(name, outcome, source)| {
+            self.with(|| counter!(name, "outcome" => outcome, "source" => source))
         });
+        count.increment(1);
+    }
+
+    /// Counts a mutation sent with an idempotency key by what came of it:
+    /// `recorded` (it ran, its answer kept), `replayed`, `reused` (422),
+    /// `in_use` (409).
+    pub fn idempotency(&self, outcome: &'static str) {
+        let key = ("deployql_idempotency_keys_total", outcome, "");
+        let count = self
+            .inner
+            .counters
+            .get(key, |&(name, outcome, _)| self.with(|| counter!(name, "outcome" => outcome)));
         count.increment(1);
     }
 
@@ -440,6 +452,11 @@ fn describe() {
         "GraphQL operations executed, by operation_name (first 1,000 names; then `other`), \
          document_id (a persisted document's id, first 1,000; `none` for text), \
          operation_type and outcome (`ok` or the first error's code)."
+    );
+    describe_counter!(
+        "deployql_idempotency_keys_total",
+        "Mutations sent with an idempotency key, by outcome: `recorded` (ran, answer kept), \
+         `replayed`, `reused` (the key with another operation, 422), `in_use` (409)."
     );
     describe_counter!(
         "deployql_persisted_documents_total",

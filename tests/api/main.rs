@@ -41,6 +41,7 @@ mod document_bounds;
 mod graphql_http;
 mod helpers;
 mod http;
+mod idempotency;
 mod js_clients;
 mod limits;
 mod list;

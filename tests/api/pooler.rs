@@ -197,6 +197,25 @@ async fn every_entry_point_works_through_pgbouncer_in_transaction_mode() {
     let other = ServerProcess::start_with(&pooled, &[NO_PREPARED]).await;
     let by_hash = send(other.addr, json!({ "extensions": apq })).await;
     assert_eq!(by_hash["data"]["deployments"]["totalCount"], 1, "{by_hash}");
+    // A mutation with an idempotency key runs in one transaction with
+    // savepoints, through the pooler too: a name taken is recorded and
+    // replayed, and the key's answer stays.
+    let keyed = |key: &'static str| {
+        let request = reqwest::Client::new()
+            .post(format!("http://{}/graphql", server.addr))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&json!({ "query": create, "variables": { "name": "web" } }));
+        async move {
+            let response = request.send().await.expect("send");
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (replayed, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let (replayed, conflict) = keyed("pooled").await;
+    assert!(!replayed && error_code(&conflict) == Some("CONFLICT"), "{conflict}");
+    let (replayed, again) = keyed("pooled").await;
+    assert!(replayed && again == conflict, "{again}");
     let delete = "mutation($id: ID!) { deleteDeployment(id: $id) { id } }";
     let deleted = post_graphql(server.addr, &token, delete, json!({ "id": id })).await;
     assert!(deleted["errors"].is_null(), "{deleted}");
