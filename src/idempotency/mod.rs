@@ -82,8 +82,9 @@ impl IdempotencyKeys {
     /// Marks `key` of `user` as running here; `None` if it already is.
     pub fn start(&self, user: UserId, key: &IdempotencyKey) -> Option<Running<'_>> {
         let id = (user.0, key.as_str().to_owned());
-        let mut running = self.running.lock().ok()?;
-        running.insert(id.clone()).then_some(Running { keys: self, id })
+        // Built only once inserted (its drop takes the lock, held here).
+        let inserted = self.running.lock().ok()?.insert(id.clone());
+        inserted.then(|| Running { keys: self, id })
     }
 
     /// Takes the key for the transaction `txn` across instances (a
@@ -223,5 +224,22 @@ pub async fn prune_periodically(keys: Arc<IdempotencyKeys>, db: Db) {
             Ok(pruned) => tracing::debug!(pruned, "expired idempotency keys pruned"),
             Err(err) => tracing::warn!(error = %err, "cannot prune expired idempotency keys"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_runs_once_at_a_time_and_is_free_again_after() {
+        let keys = IdempotencyKeys::default();
+        let (user, key) = (UserId(Uuid::new_v4()), IdempotencyKey::new("k".into()).expect("key"));
+        let running = keys.start(user, &key).expect("free");
+        assert!(keys.start(user, &key).is_none(), "running");
+        assert!(keys.start(UserId(Uuid::new_v4()), &key).is_some(), "another user's");
+        assert!(keys.start(user, &key).is_none(), "still running after a refusal");
+        drop(running);
+        assert!(keys.start(user, &key).is_some(), "free again");
     }
 }

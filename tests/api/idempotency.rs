@@ -243,11 +243,7 @@ async fn a_process_killed_before_its_commit_leaves_nothing_and_after_it_a_replay
     // Killed while the mutation waits inside its transaction: the test
     // holds the deployment's row (Postgres) or the write lock (SQLite).
     let holder = app.db.begin().await.expect("begin");
-    let hold = match app.postgres_url() {
-        Some(_) => format!("SELECT id FROM deployments WHERE id = '{id}' FOR UPDATE"),
-        None => "UPDATE deployql_write_probe SET writes = writes + 1".to_owned(),
-    };
-    holder.execute_unprepared(&hold).await.expect("hold");
+    holder.execute_unprepared(&hold(app, id)).await.expect("hold");
     let addr = server.addr;
     let (token2, body) = (token.clone(), scale(4));
     let pending = tokio::spawn(async move { send(addr, &token2, Some("killed"), &body).await });
@@ -269,18 +265,7 @@ async fn a_process_killed_before_its_commit_leaves_nothing_and_after_it_a_replay
     assert!(status == 200 && replayed(&headers) && replay == ran, "{replay}");
 }
 
-backend_tests!(
-    a_retry_after_a_lost_reply_replays_the_first_answer,
-    concurrent_retries_with_one_key_run_once,
-    a_reused_key_is_422_and_keys_belong_to_their_user,
-    a_retried_scale_takes_effect_once,
-    a_replay_over_the_websocket_is_flagged,
-    a_process_killed_before_its_commit_leaves_nothing_and_after_it_a_replay,
-);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_keys_are_pruned_and_run_again() {
-    let app = TestApp::sqlite().await;
+async fn expired_keys_are_pruned_and_run_again(app: &TestApp) {
     let server =
         ServerProcess::start_with(&app.database_url(), &[("IDEMPOTENCY_KEY_TTL", "1s")]).await;
     let user = Uuid::new_v4();
@@ -289,9 +274,9 @@ async fn expired_keys_are_pruned_and_run_again() {
     let scale = json!({ "query": SCALE, "variables": { "id": id, "n": 2 } });
     let (status, _, _) = send(server.addr, &token, Some("short"), &scale).await;
     assert_eq!(status, 200);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM idempotency_keys").await, 1);
+    assert_eq!(count(app, "SELECT COUNT(*) FROM idempotency_keys").await, 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while count(&app, "SELECT COUNT(*) FROM idempotency_keys").await > 0 {
+    while count(app, "SELECT COUNT(*) FROM idempotency_keys").await > 0 {
         assert!(std::time::Instant::now() < deadline, "the expired key was never pruned");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -299,9 +284,7 @@ async fn expired_keys_are_pruned_and_run_again() {
     assert!(status == 200 && !replayed(&headers), "past its TTL the key runs again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mutation_without_a_key_is_refused_when_keys_are_required() {
-    let app = TestApp::sqlite().await;
+async fn a_mutation_without_a_key_is_refused_when_keys_are_required(app: &TestApp) {
     let env = [("IDEMPOTENCY_KEY_REQUIRED", "true")];
     let server = ServerProcess::start_with(&app.database_url(), &env).await;
     let token = app.token(Uuid::new_v4());
@@ -312,9 +295,66 @@ async fn a_mutation_without_a_key_is_refused_when_keys_are_required() {
         (400, Some("IDEMPOTENCY_KEY_REQUIRED")),
         "{refused}"
     );
-    assert_eq!(deployments_named(&app, "keyless").await, 0);
+    assert_eq!(deployments_named(app, "keyless").await, 0);
     let (status, _, _) = send(server.addr, &token, Some("with-key"), &create).await;
     assert_eq!(status, 200);
     let query = json!({ "query": "{ deployments { totalCount } }" });
     assert_eq!(send(server.addr, &token, None, &query).await.0, 200, "queries need no key");
 }
+
+async fn a_retry_while_the_first_attempt_runs_is_409_on_any_instance(app: &TestApp) {
+    let user = Uuid::new_v4();
+    let token = app.token(user);
+    let id = app.insert(user, NewDeployment { target: 1, ..NewDeployment::default() }).await;
+    let scale = json!({ "query": SCALE, "variables": { "id": id, "n": 6 } });
+    // The user's share of slots must let the retry in while the first runs.
+    let env = [("MAX_IN_FLIGHT_PER_USER", "4")];
+    let first = ServerProcess::start_with(&app.database_url(), &env).await;
+    // On Postgres, a second instance shares the database.
+    let second = match app.postgres_url() {
+        Some(_) => Some(ServerProcess::start_with(&app.database_url(), &env).await),
+        None => None,
+    };
+    let holder = app.db.begin().await.expect("begin");
+    holder.execute_unprepared(&hold(app, id)).await.expect("hold");
+    let (addr, token2, body) = (first.addr, token.clone(), scale.clone());
+    let running = tokio::spawn(async move { send(addr, &token2, Some("busy"), &body).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut others = vec![first.addr];
+    others.extend(second.as_ref().map(|second| second.addr));
+    for addr in others.iter().chain(&others) {
+        let started = std::time::Instant::now();
+        let (status, headers, busy) = send(*addr, &token, Some("busy"), &scale).await;
+        assert_eq!((status, error_code(&busy)), (409, Some("IDEMPOTENCY_KEY_IN_USE")), "{busy}");
+        assert_eq!(headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not queued");
+    }
+    holder.rollback().await.expect("release");
+    let (status, headers, ran) = running.await.expect("the first attempt");
+    assert!(status == 200 && !replayed(&headers), "{ran}");
+    for addr in &others {
+        let (status, headers, replay) = send(*addr, &token, Some("busy"), &scale).await;
+        assert!(status == 200 && replayed(&headers) && replay == ran, "{replay}");
+    }
+}
+
+/// A statement that, in a transaction of its own, holds deployment `id`'s
+/// row (Postgres) or the database's write lock (SQLite) until it ends.
+fn hold(app: &TestApp, id: Uuid) -> String {
+    match app.postgres_url() {
+        Some(_) => format!("SELECT id FROM deployments WHERE id = '{id}' FOR UPDATE"),
+        None => "UPDATE deployql_write_probe SET writes = writes + 1".to_owned(),
+    }
+}
+
+backend_tests!(
+    a_retry_while_the_first_attempt_runs_is_409_on_any_instance,
+    a_retry_after_a_lost_reply_replays_the_first_answer,
+    concurrent_retries_with_one_key_run_once,
+    a_reused_key_is_422_and_keys_belong_to_their_user,
+    a_retried_scale_takes_effect_once,
+    a_replay_over_the_websocket_is_flagged,
+    a_process_killed_before_its_commit_leaves_nothing_and_after_it_a_replay,
+    expired_keys_are_pruned_and_run_again,
+    a_mutation_without_a_key_is_refused_when_keys_are_required,
+);

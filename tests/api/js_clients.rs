@@ -187,3 +187,10 @@ async fn codegens_persisted_documents_run_by_id_in_trusted_only_mode() {
     drive_with("persisted.mjs", env).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apollo_and_urql_retries_with_an_idempotency_key_create_once() {
+    let app = TestApp::sqlite().await;
+    let (server, token) = server(&app).await;
+    drive("idempotency.mjs", server, token).await;
+}
