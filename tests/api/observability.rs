@@ -247,7 +247,11 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
     };
     let line = |id: &str| logged(id, "graphql operation");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while line(&generated).is_none() && std::time::Instant::now() < deadline {
+    // Lines are written in batches: wait for the last request's.
+    let refusal = || logged("persisted-2", "persisted document refused");
+    while (line(&generated).is_none() || line("persisted-1").is_none() || refusal().is_none())
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for id in ["bug-report-4711", generated.as_str()] {
@@ -266,7 +270,7 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
     let persisted = line("persisted-1").expect("the persisted operation's line");
     assert_eq!(persisted["document_id"], hash.as_str(), "{persisted}");
     assert!(line(&generated).expect("line")["document_id"].is_null(), "text has no id");
-    let refused = logged("persisted-2", "persisted document refused").expect("the refusal's line");
+    let refused = refusal().expect("the refusal's line");
     assert_eq!(refused["document_id"], "sha256:nope", "{refused}");
     assert_eq!(refused["outcome"], "PERSISTED_QUERY_NOT_FOUND", "{refused}");
     let text = std::fs::read_to_string(&log).expect("log");
