@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod graphql;

@@ -24,7 +24,7 @@ use async_graphql::{
 };
 
 /// The fields whose subtree is introspection.
-const INTROSPECTION_ROOTS: [&str; 2] = ["__schema", "__type"];
+pub(super) const INTROSPECTION_ROOTS: [&str; 2] = ["__schema", "__type"];
 
 /// Fields of `Deployment` that a mutation payload resolves through a loader
 /// (one batched statement each); queries plan them into their one statement.

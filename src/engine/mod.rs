@@ -129,7 +129,8 @@ pub fn reads_only_introspection(request: &mut Request, limits: &Limits) -> bool 
     document.operations.iter().all(|(_, operation)| {
         operation.node.selection_set.node.items.iter().all(|item| match &item.node {
             Selection::Field(field) => {
-                ["__schema", "__type", "__typename"].contains(&field.node.name.node.as_str())
+                let name = field.node.name.node.as_str();
+                name == "__typename" || bounds::INTROSPECTION_ROOTS.contains(&name)
             }
             Selection::FragmentSpread(_) | Selection::InlineFragment(_) => false,
         })

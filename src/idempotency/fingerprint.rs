@@ -6,6 +6,8 @@
 use async_graphql::{Value, Variables};
 use sha2::{Digest, Sha256};
 
+use crate::digest::hex;
+
 /// The fingerprint of running `document`'s operation `name` with `variables`.
 pub fn fingerprint(document: &str, name: Option<&str>, variables: &Variables) -> String {
     let mut hash = Sha256::new();
@@ -16,7 +18,7 @@ pub fn fingerprint(document: &str, name: Option<&str>, variables: &Variables) ->
     let mut canonical = String::new();
     write_sorted(&mut canonical, &variables.clone().into_value());
     hash.update(canonical.as_bytes());
-    hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    hex(&hash.finalize())
 }
 
 /// `document` with each run of ignored tokens (whitespace, commas,

@@ -19,11 +19,11 @@ pub mod store;
 use std::sync::Arc;
 
 use async_graphql::{Request, Value};
-use sha2::{Digest, Sha256};
 
 use self::{manifest::Manifests, store::Store};
 use crate::{
     config::Limits,
+    digest::sha256_hex,
     engine::{self, DocumentId},
     error::codes,
     telemetry::{Metrics, Refusal as Counted},
@@ -126,10 +126,12 @@ impl Refusal {
 /// How a request names its document.
 enum Named {
     Text,
-    /// `documentId` or `doc_id`.
-    Id(String),
-    /// An automatic persisted query's hash (with the text, or without).
-    Apq(String),
+    /// By `id`: `documentId` or `doc_id`, or (`apq`) an automatic persisted
+    /// query's hash, which may come with the text to register.
+    Id {
+        id: String,
+        apq: bool,
+    },
 }
 
 impl PersistedDocuments {
@@ -181,26 +183,18 @@ impl PersistedDocuments {
                     .into(),
             )),
             Named::Text => self.text_allowed(request),
-            Named::Id(_) if has_text => Err(Refusal::Malformed(
+            Named::Id { id, apq: true } if has_text => self.register(request, id).await,
+            Named::Id { apq: false, .. } if has_text => Err(Refusal::Malformed(
                 "send either `query` or `documentId`/`doc_id`, not both".into(),
             )),
-            Named::Id(id) => {
+            Named::Id { id, apq } => {
                 let text = self
                     .look_up(&id)
                     .await
-                    .ok_or(Refusal::NotFound { id: id.clone(), apq: false })?;
+                    .ok_or_else(|| Refusal::NotFound { id: id.clone(), apq })?;
                 named_by(request, &text, id);
                 Ok(())
             }
-            Named::Apq(hash) if !has_text => {
-                let text = self
-                    .look_up(&hash)
-                    .await
-                    .ok_or(Refusal::NotFound { id: hash.clone(), apq: true })?;
-                named_by(request, &text, hash);
-                Ok(())
-            }
-            Named::Apq(hash) => self.register(request, hash).await,
         }
     }
 
@@ -222,7 +216,7 @@ impl PersistedDocuments {
             self.metrics.persisted("hit", "manifest");
             return Some(text.clone());
         }
-        let (Some(store), Some(hash)) = (&self.store, sha256_hex(hex.unwrap_or(id))) else {
+        let (Some(store), Some(hash)) = (&self.store, as_sha256_hex(hex.unwrap_or(id))) else {
             self.metrics.persisted("miss", "manifest");
             return None;
         };
@@ -243,7 +237,7 @@ impl PersistedDocuments {
             request.data.insert(DocumentId(hash.into()));
             return Ok(());
         }
-        let digest = hex(&Sha256::digest(request.query.as_bytes()));
+        let digest = sha256_hex(&request.query);
         if !digest.eq_ignore_ascii_case(&hash) {
             return Err(Refusal::Mismatch);
         }
@@ -258,11 +252,6 @@ impl PersistedDocuments {
         }
         request.data.insert(DocumentId(digest.into()));
         Ok(())
-    }
-
-    /// The number of trusted documents.
-    pub fn trusted_count(&self) -> usize {
-        self.manifests.len()
     }
 }
 
@@ -309,8 +298,8 @@ fn named(request: &mut Request) -> Result<Named, Refusal> {
     };
     match (document_id, doc_id, apq) {
         (None, None, None) => Ok(Named::Text),
-        (Some(id), None, None) | (None, Some(id), None) => Ok(Named::Id(id)),
-        (None, None, Some(hash)) => Ok(Named::Apq(hash)),
+        (Some(id), None, None) | (None, Some(id), None) => Ok(Named::Id { id, apq: false }),
+        (None, None, Some(id)) => Ok(Named::Id { id, apq: true }),
         _ => Err(Refusal::Malformed(
             "name the document one way: `documentId`, `doc_id` or extensions.persistedQuery".into(),
         )),
@@ -324,14 +313,6 @@ fn named_by(request: &mut Request, text: &str, id: String) {
 }
 
 /// `id` in lowercase if it is a SHA-256 in hex.
-fn sha256_hex(id: &str) -> Option<String> {
+fn as_sha256_hex(id: &str) -> Option<String> {
     (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
 }

@@ -15,7 +15,6 @@ use opentelemetry_proto::tonic::{
 use prometheus_parse::{Sample, Value as Metric};
 use prost::Message;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
@@ -231,8 +230,7 @@ async fn a_request_id_leads_from_the_response_to_the_json_log_line() {
 
     // Named by id: the line names the document; an unknown id is refused
     // in a line of its own.
-    let hash: String =
-        Sha256::digest(STATUS_PAGE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = deployql::digest::sha256_hex(STATUS_PAGE);
     let by_hash = json!({ "query": STATUS_PAGE, "variables": { "id": Uuid::new_v4() },
         "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
     post(server.addr, Some(&token), &[("x-request-id", "persisted-1")], by_hash).await;
@@ -320,8 +318,7 @@ async fn traces_reach_an_otlp_receiver_as_children_of_the_caller_s_span() {
     let (trace_id, parent_id) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let traceparent = format!("00-{trace_id}-{parent_id}-01");
     // Registered as an automatic persisted query: the span names its hash.
-    let hash: String =
-        Sha256::digest(STATUS_PAGE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = deployql::digest::sha256_hex(STATUS_PAGE);
     let body = json!({ "query": STATUS_PAGE, "variables": { "id": id },
         "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
     let headers = [("traceparent", traceparent.as_str()), ("x-request-id", "traced-1")];

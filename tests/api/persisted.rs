@@ -18,7 +18,6 @@ use deployql::{
 use http_body_util::BodyExt;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -30,7 +29,7 @@ use crate::{
 const LIST: &str = "query Count { deployments { totalCount } }";
 
 fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    deployql::digest::sha256_hex(text)
 }
 
 fn apq(hash: &str) -> Value {

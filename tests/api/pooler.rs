@@ -13,7 +13,6 @@ use std::{
 
 use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
-use sha2::Digest;
 use uuid::Uuid;
 
 use crate::{
@@ -182,8 +181,7 @@ async fn every_entry_point_works_through_pgbouncer_in_transaction_mode() {
     assert_eq!(listed["data"]["deployments"]["totalCount"], 1, "{listed}");
     // An automatic persisted query registers through the pooler, and
     // another instance answers its hash alone.
-    let hash: String =
-        sha2::Sha256::digest(page.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = deployql::digest::sha256_hex(page);
     let apq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
     let send = |addr: SocketAddr, body: Value| {
         let request = reqwest::Client::new()
