@@ -22,6 +22,7 @@ use crate::{
     },
     service::demo,
     telemetry::Metrics,
+    webhooks,
 };
 
 pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -291,6 +292,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
             config.idempotency.max_idempotency_keys_per_user,
             config.idempotency.idempotency_key_required,
         ))
+        .with_webhooks(config.webhooks.clone())
         .with_change_reader()
         .with_access(access, file)
         .with_cors(&config.cors_allowed_origins, dev)
@@ -298,6 +300,9 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     if access == Access::ReadWrite {
         let prune = idempotency::prune_periodically(state.idempotency.clone(), state.db.clone());
         tokio::spawn(prune);
+    }
+    if access == Access::ReadWrite {
+        webhooks::start(state.webhooks.clone(), state.db.clone(), &state.feed)?;
     }
     let (url, feed) = (config.database.database_url.clone(), state.feed.clone());
     if state.db.get_database_backend() == DbBackend::Postgres {

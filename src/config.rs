@@ -4,6 +4,7 @@ mod documents;
 mod idempotency;
 mod telemetry;
 mod tokens;
+mod webhooks;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -14,6 +15,7 @@ pub use self::documents::{DEFAULT_PERSISTED_QUERIES, DocumentsConfig};
 pub use self::idempotency::IdempotencyConfig;
 pub use self::telemetry::{LogFormat, MetricsToken, Sampler, TelemetryConfig};
 pub use self::tokens::{JwksUrl, JwtSecret, TokenKeys, UserClaim};
+pub use self::webhooks::{RetrySchedule, WebhooksConfig};
 
 /// deployql: the deployment-status GraphQL API.
 ///
@@ -286,6 +288,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     #[command(flatten)]
     pub idempotency: IdempotencyConfig,
+    #[command(flatten)]
+    pub webhooks: WebhooksConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
     /// Outside dev mode, `/metrics` on the API's listener answers only

@@ -116,6 +116,11 @@ pub enum ApiError {
     /// foreign, deleted or its id malformed, so ids of other users leak nothing.
     #[error("Deployment {0} not found or access denied")]
     DeploymentNotFound(String),
+    /// `NOT_FOUND` for something other than a deployment (a webhook
+    /// endpoint, a delivery): the message says what, the same whether it is
+    /// missing, another user's or its id malformed.
+    #[error("{0}")]
+    NotFound(String),
     /// `BAD_USER_INPUT`: an argument out of range or malformed; the message names it.
     #[error("{0}")]
     BadUserInput(String),
@@ -156,7 +161,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated { .. } => "UNAUTHENTICATED",
-            Self::DeploymentNotFound(_) => "NOT_FOUND",
+            Self::DeploymentNotFound(_) | Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput(_) => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
             Self::Unavailable(_) | Self::NoWrites(_) | Self::KeysUnavailable | Self::Busy(_) => {

@@ -17,3 +17,4 @@ pub mod live;
 pub mod persisted;
 pub mod service;
 pub mod telemetry;
+pub mod webhooks;

@@ -13,5 +13,8 @@ pub mod idempotency_key;
 pub mod persisted_query;
 pub mod status;
 pub mod timestamp;
+pub mod webhook_delivery;
+pub mod webhook_deployment_state;
+pub mod webhook_endpoint;
 
 pub use status::{DeploymentStatus, ReplicaStatus};

@@ -81,6 +81,26 @@ pub const IDEMPOTENCY_KEYS: IdempotencyKeys = IdempotencyKeys {
     by_user_and_age: "idempotency_keys_by_user_and_age",
 };
 
+/// The webhook tables (migration 10) and their indexes.
+#[derive(Debug)]
+pub struct Webhooks {
+    pub endpoints: &'static str,
+    pub endpoints_by_user: &'static str,
+    pub states: &'static str,
+    pub deliveries: &'static str,
+    pub deliveries_due: &'static str,
+    pub deliveries_by_endpoint: &'static str,
+}
+
+pub const WEBHOOKS: Webhooks = Webhooks {
+    endpoints: "webhook_endpoints",
+    endpoints_by_user: "webhook_endpoints_by_user",
+    states: "webhook_deployment_states",
+    deliveries: "webhook_deliveries",
+    deliveries_due: "webhook_deliveries_due",
+    deliveries_by_endpoint: "webhook_deliveries_by_endpoint",
+};
+
 mod m20261126_000001_create_deployment_tables;
 mod m20261126_000002_unique_live_deployment_name;
 mod m20261126_000003_notify_deployment_changes;
@@ -90,6 +110,7 @@ mod m20261202_000006_write_probe;
 mod m20261202_000007_capture_sqlite_changes;
 mod m20261203_000008_persisted_queries;
 mod m20261203_000009_idempotency_keys;
+mod m20261204_000010_webhooks;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -107,6 +128,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_capture_sqlite_changes::Migration),
             Box::new(m20261203_000008_persisted_queries::Migration),
             Box::new(m20261203_000009_idempotency_keys::Migration),
+            Box::new(m20261204_000010_webhooks::Migration),
         ]
     }
 }

@@ -29,6 +29,7 @@ use crate::{
     live::ChangeFeed,
     service::deployments,
     telemetry::{Metrics, OperationOutcome, Refusal, RequestId, Scope},
+    webhooks::Webhooks,
 };
 
 /// Each operation gets the database, the change feed, the user and a
@@ -51,6 +52,7 @@ pub struct SessionExecutor {
     writes: Option<mutation::Writes>,
     /// The answers of mutations sent with an idempotency key.
     idempotency: Arc<IdempotencyKeys>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl std::fmt::Debug for SessionExecutor {
@@ -80,6 +82,7 @@ impl SessionExecutor {
             admitted: None,
             writes,
             idempotency: Arc::default(),
+            webhooks: Arc::default(),
         }
     }
 
@@ -87,6 +90,13 @@ impl SessionExecutor {
     #[must_use]
     pub fn with_idempotency(mut self, keys: Arc<IdempotencyKeys>) -> Self {
         self.idempotency = keys;
+        self
+    }
+
+    /// Webhook settings for the webhook fields.
+    #[must_use]
+    pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -127,6 +137,7 @@ impl SessionExecutor {
             .data(db.clone())
             .data(self.reads.clone())
             .data(self.feed.clone())
+            .data(self.webhooks.clone())
             .data(self.session.user)
             .data(loaders::for_request(db.clone(), scope.clone()))
     }

@@ -58,6 +58,12 @@ row_object! {
 #[derive(Debug)]
 pub struct PageInfo(PageState);
 
+impl PageInfo {
+    pub(crate) fn new(state: PageState) -> Self {
+        Self(state)
+    }
+}
+
 /// What `PageInfo` tells of a page.
 #[derive(Debug)]
 pub(crate) struct PageState {

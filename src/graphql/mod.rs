@@ -11,6 +11,7 @@ pub mod node;
 mod prefetch;
 pub mod subscription;
 pub mod types;
+pub mod webhook;
 
 use async_graphql::{
     Context, ErrorExtensions, MergedObject, MergedSubscription, SDLExportOptions, Schema,
@@ -20,13 +21,19 @@ use async_graphql::{
 pub use self::mutation::Writes;
 use crate::{config::Limits, error::ApiError};
 
-/// Reads: your deployments, one or a page at a time, and Relay's `node`.
+/// Reads: your deployments, one or a page at a time, Relay's `node`, and
+/// your webhook endpoints.
 #[derive(MergedObject, Default, Debug)]
-pub struct Query(deployment::DeploymentQuery, connection::ListQuery, node::NodeQuery);
+pub struct Query(
+    deployment::DeploymentQuery,
+    connection::ListQuery,
+    node::NodeQuery,
+    webhook::WebhookQuery,
+);
 
-/// Changes to your deployments.
+/// Changes to your deployments and webhook endpoints.
 #[derive(MergedObject, Default, Debug)]
-pub struct Mutation(mutation::DeploymentMutation);
+pub struct Mutation(mutation::DeploymentMutation, webhook::WebhookMutation);
 
 /// Live updates of your deployments, over WebSocket at /graphql/ws.
 #[derive(MergedSubscription, Default, Debug)]

@@ -85,7 +85,7 @@ pub struct Writes {
 }
 
 /// Where this operation's writes go, or why it may not write.
-fn writes<'c>(ctx: &Context<'c>) -> Result<&'c Db> {
+pub(crate) fn writes<'c>(ctx: &Context<'c>) -> Result<&'c Db> {
     let Some(writes) = ctx.data_opt::<Writes>() else {
         return Err(ApiError::ReadOnlyMode.extend());
     };

@@ -40,7 +40,7 @@ use async_graphql::parser::types::ExecutableDocument;
 
 use crate::{
     auth::{JwtKeys, Session},
-    config::Limits,
+    config::{Limits, WebhooksConfig},
     db::{Access, Db, FileWatch, Reads},
     engine::{Documents, SessionExecutor, documents},
     error::StorageFault,
@@ -49,6 +49,7 @@ use crate::{
     live::ChangeFeed,
     persisted::{PersistedDocuments, manifest::Manifests, store::Store},
     telemetry::{Metrics, RequestId},
+    webhooks::Webhooks,
 };
 
 /// How long a request body may take to arrive unless configured otherwise.
@@ -74,6 +75,8 @@ pub struct SharedState {
     persisted: Arc<PersistedDocuments>,
     /// The answers of mutations sent with an idempotency key.
     pub idempotency: Arc<IdempotencyKeys>,
+    /// Webhook settings, and the deliverer's wake-up.
+    pub webhooks: Arc<Webhooks>,
     pub metrics: Metrics,
     slots: Arc<slots::Slots>,
     body_read_timeout: Duration,
@@ -117,6 +120,7 @@ impl AppState {
             keys: Arc::new(keys),
             graphiql: Some(graphiql::page(graphiql_token).into()),
             idempotency: Arc::default(),
+            webhooks: Arc::new(Webhooks::new(Default::default(), metrics.clone())),
             persisted: Arc::new(PersistedDocuments::new(
                 Manifests::default(),
                 Some(Store::new(registrations, true, crate::config::DEFAULT_PERSISTED_QUERIES)),
@@ -269,6 +273,14 @@ impl AppState {
         self
     }
 
+    /// Webhooks as `config` says.
+    #[must_use]
+    pub fn with_webhooks(mut self, config: WebhooksConfig) -> Self {
+        let metrics = self.metrics.clone();
+        Arc::make_mut(&mut self.0).webhooks = Arc::new(Webhooks::new(config, metrics));
+        self
+    }
+
     /// Runs the operations of `session`.
     fn executor(&self, session: Session) -> SessionExecutor {
         let executor = SessionExecutor::new(
@@ -280,7 +292,8 @@ impl AppState {
             session,
         )
         .with_timeout(self.operation_timeout)
-        .with_idempotency(self.idempotency.clone());
+        .with_idempotency(self.idempotency.clone())
+        .with_webhooks(self.webhooks.clone());
         let writes = (self.access == Access::ReadWrite)
             .then(|| Writes { db: self.db.clone(), file: self.file.clone() });
         executor.with_writes(writes)

@@ -129,7 +129,7 @@ pub async fn read_changes(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let watched = feed.router().subscriptions() > 0;
+        let watched = feed.is_watched();
         if !watched && reader.last_read.is_some_and(|at| at.elapsed() < IDLE_READ_EVERY) {
             continue;
         }
@@ -222,7 +222,7 @@ impl Reader {
         // no one subscribed before it was taken (that one's first read may
         // precede the snapshot): then the previous one, taken while no one
         // watched, stays the cursor.
-        let arrived = !watched && feed.router().subscriptions() > 0;
+        let arrived = !watched && feed.is_watched();
         self.cursor = if arrived { cursor } else { Some((snapshot, now)) };
         Ok(())
     }

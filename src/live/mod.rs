@@ -43,6 +43,73 @@ pub struct ChangeFeed {
     /// first read on Postgres (`/readyz` waits for it).
     live: Arc<AtomicBool>,
     counts: Arc<Counts>,
+    /// Every change, for the webhook detector, once it listens.
+    tap: Arc<Tap>,
+}
+
+/// The deployments changed since the webhook detector last took them: a
+/// set, so a burst of writes to one deployment is one entry.
+#[derive(Debug, Default)]
+pub struct Tap {
+    listening: AtomicBool,
+    changed: std::sync::Mutex<Changed>,
+    wake: tokio::sync::Notify,
+}
+
+/// What the tap holds.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub deployments: std::collections::HashSet<Uuid>,
+    /// Changes may have been missed: look at every deployment.
+    pub everything: bool,
+}
+
+impl Tap {
+    /// Starts collecting changes; the first take is "everything".
+    pub fn listen(&self) {
+        if let Ok(mut changed) = self.changed.lock() {
+            changed.everything = true;
+        }
+        self.listening.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    fn put(&self, change: Change) {
+        if !self.is_listening() {
+            return;
+        }
+        if let Ok(mut changed) = self.changed.lock() {
+            match change {
+                Change::Deployment(id) => drop(changed.deployments.insert(id)),
+                Change::Resync => changed.everything = true,
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Puts back what could not be handled, to be taken again.
+    pub fn put_back(&self, taken: Changed) {
+        if let Ok(mut changed) = self.changed.lock() {
+            changed.deployments.extend(taken.deployments);
+            changed.everything |= taken.everything;
+        }
+    }
+
+    /// Waits for changes, then takes them all.
+    pub async fn take(&self) -> Changed {
+        loop {
+            if let Ok(mut changed) = self.changed.lock()
+                && (changed.everything || !changed.deployments.is_empty())
+            {
+                return std::mem::take(&mut *changed);
+            }
+            self.wake.notified().await;
+        }
+    }
 }
 
 /// What the feed has carried, for `/metrics`.
@@ -78,6 +145,7 @@ impl ChangeFeed {
             publish_mutations,
             live: Arc::new(AtomicBool::new(publish_mutations)),
             counts: Arc::default(),
+            tap: Arc::default(),
         }
     }
 
@@ -101,8 +169,20 @@ impl ChangeFeed {
         self.router.interval()
     }
 
+    /// Where the webhook detector takes every change from.
+    pub fn tap(&self) -> &Arc<Tap> {
+        &self.tap
+    }
+
+    /// Whether anyone here needs changes read: a subscription, or the
+    /// webhook detector.
+    pub fn is_watched(&self) -> bool {
+        self.router.subscriptions() > 0 || self.tap.is_listening()
+    }
+
     /// Reports a change; it wakes only the groups watching it.
     pub fn send(&self, change: Change) {
+        self.tap.put(change);
         match change {
             Change::Deployment(id) => {
                 self.counts.changes.fetch_add(1, Ordering::Relaxed);

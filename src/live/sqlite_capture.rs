@@ -83,8 +83,12 @@ struct Reader {
 impl Reader {
     async fn read(&mut self, pool: &SqlitePool, feed: &ChangeFeed) -> Result<(), sqlx::Error> {
         let mut connection = pool.acquire().await?;
-        let version: i64 =
-            sqlx::query_scalar("PRAGMA data_version").fetch_one(&mut *connection).await?;
+        // Read to the end: a statement left unfinished keeps its read
+        // transaction open, and with it a snapshot in which no other
+        // process ever commits (data_version would never move).
+        let versions: Vec<i64> =
+            sqlx::query_scalar("PRAGMA data_version").fetch_all(&mut *connection).await?;
+        let version = versions.first().copied().unwrap_or_default();
         if self.cursor.is_some() && self.data_version == Some(version) {
             return Ok(());
         }

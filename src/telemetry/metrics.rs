@@ -308,6 +308,37 @@ impl Metrics {
         count.increment(1);
     }
 
+    /// Counts a webhook event by its type (once, on the instance that wrote it).
+    pub fn webhook_event(&self, event_type: &'static str) {
+        self.count("deployql_webhook_events_total", "type", event_type);
+    }
+
+    /// Counts a webhook delivery attempt: `success` (2xx) or `failure`.
+    pub fn webhook_attempt(&self, result: &'static str) {
+        self.count("deployql_webhook_attempts_total", "result", result);
+    }
+
+    /// Counts a webhook delivery finished: `succeeded` or `failed` (retries spent).
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        self.count("deployql_webhook_deliveries_total", "outcome", outcome);
+    }
+
+    /// Sets the outbox gauges: deliveries pending, and the oldest one's age.
+    pub fn webhook_outbox(&self, pending: u64, oldest_age_seconds: f64) {
+        self.with(|| {
+            gauge!("deployql_webhook_outbox_pending").set(pending as f64);
+            gauge!("deployql_webhook_outbox_oldest_pending_seconds").set(oldest_age_seconds);
+        });
+    }
+
+    /// Increments counter `name` with one label.
+    fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
+        let count = self.inner.counters.get((name, label, value), |&(name, label, value)| {
+            self.with(|| counter!(name, label => value))
+        });
+        count.increment(1);
+    }
+
     /// Counts a status read answered without async-graphql's executor.
     pub fn direct_read(&self) {
         self.inner.direct_reads.increment(1);
@@ -561,6 +592,23 @@ fn describe() {
     describe_counter!(
         "deployql_trace_export_failures_total",
         "Span batches the OTLP collector did not take (unreachable, refusing or too slow)."
+    );
+    describe_counter!(
+        "deployql_webhook_events_total",
+        "Webhook events written to the outbox, by type (each once, across instances)."
+    );
+    describe_counter!(
+        "deployql_webhook_attempts_total",
+        "Webhook delivery attempts made here, by result (success: a 2xx in time)."
+    );
+    describe_counter!(
+        "deployql_webhook_deliveries_total",
+        "Webhook deliveries finished here, by outcome (succeeded, failed: every retry spent)."
+    );
+    describe_gauge!("deployql_webhook_outbox_pending", "Webhook deliveries not yet delivered.");
+    describe_gauge!(
+        "deployql_webhook_outbox_oldest_pending_seconds",
+        "Seconds since the oldest undelivered webhook delivery was written (0: none)."
     );
     describe_gauge!("deployql_build_info", "The running build: version and git commit.");
 }

@@ -321,7 +321,7 @@ async fn migrate_moves_from_notify_triggers_to_the_change_log_and_back() {
     assert_eq!(triggers().await, ["deployment_replicas_capture"]);
     // Migrations 9 (idempotency keys), 8 (persisted queries), 7 (SQLite
     // only) and 6 (the write probe) leave the triggers be.
-    migration::Migrator::down(&app.db, Some(4)).await.expect("down 9 to 6");
+    migration::Migrator::down(&app.db, Some(5)).await.expect("down 10 to 6");
     assert_eq!(triggers().await, ["deployment_replicas_capture"]);
     // Migration 5 down restores migration 4's pair (updates compared first).
     migration::Migrator::down(&app.db, Some(1)).await.expect("down 5");

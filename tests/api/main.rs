@@ -69,6 +69,7 @@ mod seed;
 mod statements;
 mod storage_faults;
 mod telemetry_faults;
+mod webhooks;
 mod ws_client;
 mod ws_close;
 mod ws_operations;

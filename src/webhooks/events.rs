@@ -1,0 +1,181 @@
+//! What a webhook tells: a deployment as the API shows it, the events a
+//! change from one such view to the next makes, and the payload sent.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entity::deployment;
+use sea_orm::ActiveEnum;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::EventType;
+use crate::service::health::{Health, ReplicaCounts};
+
+/// A deployment as an event describes it, in the API's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentView {
+    pub id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub health: String,
+    pub target_replicas: i32,
+    pub replica_counts: Counts,
+}
+
+/// `ReplicaCounts` as the API spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: i64,
+    pub pending: i64,
+    pub starting: i64,
+    pub running: i64,
+    pub stopping: i64,
+    pub stopped: i64,
+    pub failed: i64,
+}
+
+impl DeploymentView {
+    pub fn of(deployment: &deployment::Model, counts: &ReplicaCounts) -> Self {
+        let health = match counts.health(deployment.target_replicas) {
+            Health::Healthy => "HEALTHY",
+            Health::Degraded => "DEGRADED",
+            Health::Unhealthy => "UNHEALTHY",
+        };
+        Self {
+            id: deployment.id,
+            name: deployment.name.clone(),
+            status: deployment.status.to_value().to_uppercase(),
+            health: health.to_owned(),
+            target_replicas: deployment.target_replicas,
+            replica_counts: Counts {
+                total: counts.total(),
+                pending: counts.pending,
+                starting: counts.starting,
+                running: counts.running,
+                stopping: counts.stopping,
+                stopped: counts.stopped,
+                failed: counts.failed,
+            },
+        }
+    }
+}
+
+/// A deployment as last described (`None`: never), and as it is now
+/// (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// No event has described it yet.
+    New,
+    /// It existed before webhooks did: described without an event.
+    Undescribed,
+    /// The last event's view, or deleted.
+    Described(Option<DeploymentView>),
+}
+
+/// The events from `before` to `now`, in the order they are sent.
+pub fn events(before: &Seen, now: Option<&DeploymentView>) -> Vec<EventType> {
+    match (before, now) {
+        (Seen::New, Some(_)) => vec![EventType::DeploymentCreated],
+        (Seen::Described(Some(_)), None) => vec![EventType::DeploymentDeleted],
+        (Seen::Described(Some(was)), Some(now)) => {
+            let mut events = Vec::new();
+            if was.status != now.status {
+                events.push(EventType::DeploymentStatusChanged);
+            }
+            if was.target_replicas != now.target_replicas {
+                events.push(EventType::DeploymentScaled);
+            }
+            if was.health != now.health {
+                events.push(EventType::DeploymentHealthChanged);
+            }
+            events
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The body of a delivery: `{type, timestamp, sequence, data: {deployment, previous}}`.
+#[derive(Debug, Serialize)]
+pub struct Payload<'a> {
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub timestamp: String,
+    /// The deployment's event count: a receiver drops an event whose
+    /// sequence is below one it has already seen for the deployment.
+    pub sequence: i64,
+    pub data: PayloadData<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PayloadData<'a> {
+    pub deployment: &'a DeploymentView,
+    pub previous: Option<&'a DeploymentView>,
+}
+
+impl<'a> Payload<'a> {
+    pub fn new(
+        event_type: EventType,
+        at: DateTime<Utc>,
+        sequence: i64,
+        deployment: &'a DeploymentView,
+        previous: Option<&'a DeploymentView>,
+    ) -> Self {
+        Self {
+            event_type,
+            timestamp: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            sequence,
+            data: PayloadData { deployment, previous },
+        }
+    }
+}
+
+/// The `webhook-id` of a new message.
+pub fn message_id() -> String {
+    format!("msg_{}", Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(status: &str, health: &str, target: i32) -> DeploymentView {
+        DeploymentView {
+            id: Uuid::nil(),
+            name: "web".into(),
+            status: status.into(),
+            health: health.into(),
+            target_replicas: target,
+            replica_counts: Counts {
+                total: 0,
+                pending: 0,
+                starting: 0,
+                running: 0,
+                stopping: 0,
+                stopped: 0,
+                failed: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn each_change_that_matters_is_one_event() {
+        let healthy = view("RUNNING", "HEALTHY", 2);
+        let now = Some(&healthy);
+        assert_eq!(events(&Seen::New, now), [EventType::DeploymentCreated]);
+        assert_eq!(events(&Seen::Undescribed, now), []);
+        assert_eq!(events(&Seen::Described(Some(healthy.clone())), now), []);
+        let degraded = view("RUNNING", "DEGRADED", 3);
+        assert_eq!(
+            events(&Seen::Described(Some(healthy.clone())), Some(&degraded)),
+            [EventType::DeploymentScaled, EventType::DeploymentHealthChanged]
+        );
+        let stopped = view("STOPPED", "HEALTHY", 2);
+        assert_eq!(
+            events(&Seen::Described(Some(healthy.clone())), Some(&stopped)),
+            [EventType::DeploymentStatusChanged]
+        );
+        assert_eq!(events(&Seen::Described(Some(healthy)), None), [EventType::DeploymentDeleted]);
+        assert_eq!(events(&Seen::Described(None), None), []);
+        assert_eq!(events(&Seen::New, None), []);
+    }
+}
