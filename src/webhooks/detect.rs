@@ -21,9 +21,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    DeliveryState, EventType, Webhooks,
+    Webhooks,
     endpoints::Subscription,
     events::{DeploymentView, Payload, Seen, events, message_id},
+    outbox::outbox_row,
 };
 use crate::{db::Db, live::Tap, service::health::ReplicaCounts};
 
@@ -273,30 +274,4 @@ async fn write(webhooks: &Webhooks, db: &Db, id: Uuid) -> Result<bool, DbErr> {
     .await?;
     txn.commit().await?;
     Ok(!types.is_empty())
-}
-
-/// A new outbox row: due now.
-pub fn outbox_row(
-    endpoint: &webhook_endpoint::Model,
-    message: &str,
-    event_type: EventType,
-    payload: &str,
-    at: chrono::DateTime<Utc>,
-) -> webhook_delivery::ActiveModel {
-    webhook_delivery::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        endpoint_id: Set(endpoint.id),
-        user_id: Set(endpoint.user_id),
-        message_id: Set(message.to_owned()),
-        event_type: Set(event_type.as_str().to_owned()),
-        payload: Set(payload.to_owned()),
-        state: Set(DeliveryState::Pending.as_str().to_owned()),
-        attempts: Set(0),
-        next_attempt_at: Set(at),
-        lease: Set(None),
-        lease_until: Set(None),
-        last_status_code: Set(None),
-        last_error: Set(None),
-        created_at: Set(at),
-    }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    DeliveryState, EventType, Webhooks, detect::outbox_row, events::message_id, signing, target,
+    DeliveryState, EventType, Webhooks, events::message_id, outbox::outbox_row, signing, target,
 };
 use crate::{db::Db, error::ApiError, ids::UserId};
 

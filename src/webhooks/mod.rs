@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod detect;
 pub mod endpoints;
 pub mod events;
+pub mod outbox;
 pub mod signing;
 pub mod target;
 
