@@ -93,7 +93,7 @@ async fn connect_for_requests(
     timeouts: db::DbTimeouts,
     access: Access,
     file: Option<&Arc<db::FileWatch>>,
-) -> AppResult<(db::Db, db::Db)> {
+) -> AppResult<(db::Db, db::Db, db::Db)> {
     let url = &config.database_url;
     let cannot = |err: sea_orm::DbErr| format!("cannot connect to {}: {err}", redacted(url));
     let prepared = config.db_prepared_statements;
@@ -101,7 +101,10 @@ async fn connect_for_requests(
         |max| db::connect_for_requests(url, max, timeouts, access, file.cloned(), prepared);
     let requests = connect(config.db_max_connections).await.map_err(cannot)?;
     let readiness = connect(1).await.map_err(cannot)?;
-    Ok((requests, readiness))
+    // The webhook detector and deliverer: off the request pool, so a slow
+    // or unreachable database holds none of the requests' connections.
+    let background = connect(2).await.map_err(cannot)?;
+    Ok((requests, readiness, background))
 }
 
 /// Readies the database for a server of `access`: a writing one migrates
@@ -254,7 +257,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         Access::ReadWrite => db::FileWatch::start(&config.database.database_url),
         Access::ReadOnly => None,
     };
-    let (mut db, readiness) =
+    let (mut db, readiness, background) =
         connect_for_requests(&config.database, timeouts, access, file.as_ref()).await?;
     let statements = StatementCounter::new(metrics);
     statements.install(&mut db);
@@ -302,7 +305,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         tokio::spawn(prune);
     }
     if access == Access::ReadWrite {
-        webhooks::start(state.webhooks.clone(), state.db.clone(), &state.feed)?;
+        webhooks::start(state.webhooks.clone(), background, &state.feed)?;
     }
     let (url, feed) = (config.database.database_url.clone(), state.feed.clone());
     if state.db.get_database_backend() == DbBackend::Postgres {

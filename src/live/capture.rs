@@ -18,6 +18,8 @@
 //! reader only takes a snapshot every 200 ms (for pruning and `/readyz`), and
 //! the first subscription's changes are read from the last one, taken
 //! before that subscription's first read, so nothing in between is missed.
+//! The webhook detector listens all the time: then those idle reads (5 a
+//! second) read the changes too, and hand them to it.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -129,11 +131,14 @@ pub async fn read_changes(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let watched = feed.is_watched();
+        let watched = feed.router().subscriptions() > 0;
         if !watched && reader.last_read.is_some_and(|at| at.elapsed() < IDLE_READ_EVERY) {
             continue;
         }
-        match reader.read(&pool, &feed, watched).await {
+        // The webhook detector needs every change, but not at once: while
+        // no one here subscribes, the idle snapshots carry the changes too.
+        let reading = watched || feed.tap().is_listening();
+        match reader.read(&pool, &feed, reading).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
                 if !reader.lost_track {
@@ -222,7 +227,7 @@ impl Reader {
         // no one subscribed before it was taken (that one's first read may
         // precede the snapshot): then the previous one, taken while no one
         // watched, stays the cursor.
-        let arrived = !watched && feed.is_watched();
+        let arrived = !watched && feed.router().subscriptions() > 0;
         self.cursor = if arrived { cursor } else { Some((snapshot, now)) };
         Ok(())
     }

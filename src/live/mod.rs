@@ -174,12 +174,6 @@ impl ChangeFeed {
         &self.tap
     }
 
-    /// Whether anyone here needs changes read: a subscription, or the
-    /// webhook detector.
-    pub fn is_watched(&self) -> bool {
-        self.router.subscriptions() > 0 || self.tap.is_listening()
-    }
-
     /// Reports a change; it wakes only the groups watching it.
     pub fn send(&self, change: Change) {
         self.tap.put(change);

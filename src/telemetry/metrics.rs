@@ -331,6 +331,27 @@ impl Metrics {
         });
     }
 
+    /// Shows the webhook series from the start, at 0, so a dashboard and
+    /// an alert read 0 before the first event rather than nothing.
+    pub fn webhooks_started(&self, event_types: &[&'static str]) {
+        let zero = |name, label, value| {
+            let count = self.inner.counters.get((name, label, value), |&(name, label, value)| {
+                self.with(|| counter!(name, label => value))
+            });
+            count.absolute(0);
+        };
+        for event_type in event_types {
+            zero("deployql_webhook_events_total", "type", event_type);
+        }
+        for result in ["success", "failure"] {
+            zero("deployql_webhook_attempts_total", "result", result);
+        }
+        for outcome in ["succeeded", "failed"] {
+            zero("deployql_webhook_deliveries_total", "outcome", outcome);
+        }
+        self.webhook_outbox(0, 0.0);
+    }
+
     /// Increments counter `name` with one label.
     fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
         let count = self.inner.counters.get((name, label, value), |&(name, label, value)| {

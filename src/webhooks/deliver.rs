@@ -401,8 +401,13 @@ impl Deliverer {
             .await?;
         if disabled.rows_affected > 0 {
             tracing::warn!(endpoint_id = %id, "webhook endpoint disabled: its deliveries failed for too long");
-            fail_pending(&self.db, id, "the endpoint was disabled after failing for too long")
-                .await?;
+        }
+        // Disabled now or while this attempt ran: nothing of it is retried
+        // (the claim passes over disabled endpoints), so it fails too.
+        let endpoint = endpoint::Entity::find_by_id(id).one(&self.db).await?;
+        if let Some(endpoint) = endpoint.filter(|endpoint| !endpoint.enabled) {
+            let why = endpoint.disabled_reason.as_deref().unwrap_or("the endpoint was disabled");
+            fail_pending(&self.db, id, why).await?;
         }
         Ok(())
     }

@@ -122,6 +122,8 @@ impl Default for Webhooks {
 /// Starts the detector and the deliverer (a server that writes only).
 pub fn start(webhooks: Arc<Webhooks>, db: Db, feed: &ChangeFeed) -> Result<(), String> {
     let deliverer = deliver::Deliverer::new(webhooks.clone(), db.clone())?;
+    let types: Vec<&'static str> = EventType::SUBSCRIBABLE.iter().map(|t| t.as_str()).collect();
+    webhooks.metrics.webhooks_started(&[&types[..], &[EventType::WebhookTest.as_str()]].concat());
     tokio::spawn(detect::detect_forever(webhooks, db, feed.tap().clone()));
     tokio::spawn(deliverer.run());
     Ok(())

@@ -275,7 +275,9 @@ async fn deliveries_pending_when_the_instance_is_killed_are_delivered_after(app:
 
 async fn a_slow_receiver_does_not_delay_another_endpoint(app: &TestApp) {
     let receiver = Receiver::start(0, 30_000);
-    let server = server(app, &[]).await;
+    // Fewer attempts at once in all than the slow endpoint has waiting:
+    // only its own cap (4) leaves room for the other.
+    let server = server(app, &[("WEBHOOK_CONCURRENCY", "6")]).await;
     let user = Uuid::new_v4();
     let token = app.token(user);
     let events = "[DEPLOYMENT_CREATED]";
@@ -303,6 +305,59 @@ async fn a_slow_receiver_does_not_delay_another_endpoint(app: &TestApp) {
         !slow_requests.is_empty() && slow_requests.iter().all(|e| e["status"].is_null()),
         "{log:#?}"
     );
+}
+
+async fn an_endpoint_failing_past_the_limit_is_disabled_and_says_so(app: &TestApp) {
+    let receiver = Receiver::start(0, 0);
+    let log = std::env::temp_dir().join(format!("deployql-webhooks-{}.log", Uuid::new_v4()));
+    let env = [
+        ("JWT_SECRET", crate::helpers::SECRET),
+        ("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+        ("WEBHOOK_RETRY_SCHEDULE", "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms"),
+        ("WEBHOOK_DISABLE_AFTER", "1s"),
+        ("LOG_FORMAT", "json"),
+    ];
+    let server = ServerProcess::spawn_with_log(&app.database_url(), &env, &log);
+    server.wait_ready().await;
+    let token = app.token(Uuid::new_v4());
+    let url = receiver.url("fail", "failing");
+    let (endpoint, secret) = create_endpoint(server.addr, &token, &url, ALL_EVENTS).await;
+    let test = "mutation($id: ID!) { sendTestWebhook(id: $id) { id } }";
+    post_graphql(server.addr, &token, test, json!({ "id": endpoint })).await;
+    post_graphql(server.addr, &token, test, json!({ "id": endpoint })).await;
+    let listed = "{ webhookEndpoints { id enabled disabledReason failingSince } }";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let endpoint_now = loop {
+        let listed = post_graphql(server.addr, &token, listed, json!({})).await;
+        let endpoint = listed["data"]["webhookEndpoints"][0].clone();
+        if endpoint["enabled"] == false {
+            break endpoint;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = endpoint_now["disabledReason"].as_str().expect("a reason");
+    assert!(reason.contains("failed for 1s"), "{reason}");
+    assert!(endpoint_now["failingSince"].is_string());
+    // Its deliveries are over, FAILED, not left pending.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes = deliveries(server.addr, &token, &endpoint).await;
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|node| node["state"] == "FAILED"), "{nodes:#?}");
+    // Each failed attempt is logged with the endpoint, never the secret.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let failures: Vec<&str> =
+        text.lines().filter(|line| line.contains("webhook delivery attempt failed")).collect();
+    assert!(!failures.is_empty(), "{text}");
+    assert!(failures.iter().all(|line| line.contains(&endpoint)), "{failures:#?}");
+    assert!(!text.contains(&secret[6..]), "the secret is in the log");
+    // Enabled again, it starts over.
+    let enable = "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { enabled: true }) \
+        { enabled disabledReason failingSince } }";
+    let enabled = post_graphql(server.addr, &token, enable, json!({ "id": endpoint })).await;
+    let enabled = &enabled["data"]["updateWebhookEndpoint"];
+    assert_eq!(enabled, &json!({ "enabled": true, "disabledReason": null, "failingSince": null }));
+    let _ = std::fs::remove_file(log);
 }
 
 async fn private_targets_are_refused_without_the_switch(app: &TestApp) {
@@ -481,6 +536,7 @@ backend_tests!(
     a_receiver_failing_twice_gets_three_attempts_and_one_success,
     deliveries_pending_when_the_instance_is_killed_are_delivered_after,
     a_slow_receiver_does_not_delay_another_endpoint,
+    an_endpoint_failing_past_the_limit_is_disabled_and_says_so,
     private_targets_are_refused_without_the_switch,
     during_a_rotation_either_secret_verifies,
     another_users_endpoints_are_not_found,
