@@ -257,8 +257,10 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         Access::ReadWrite => db::FileWatch::start(&config.database.database_url),
         Access::ReadOnly => None,
     };
-    let (mut db, readiness, background) =
+    let (mut db, readiness, mut background) =
         connect_for_requests(&config.database, timeouts, access, file.as_ref()).await?;
+    let background_metrics = metrics.clone();
+    background.on_statement(move || background_metrics.webhook_statement());
     let statements = StatementCounter::new(metrics);
     statements.install(&mut db);
     let reads = reads(&config, &db, timeouts, &statements).await?;

@@ -323,6 +323,12 @@ impl Metrics {
         self.count("deployql_webhook_deliveries_total", "outcome", outcome);
     }
 
+    /// Counts an SQL statement of the webhook detector or deliverer (their
+    /// pool is their own, so `deployql_sql_statements_total` stays the requests').
+    pub fn webhook_statement(&self) {
+        self.count("deployql_webhook_sql_statements_total", "pool", "webhooks");
+    }
+
     /// Sets the outbox gauges: deliveries pending, and the oldest one's age.
     pub fn webhook_outbox(&self, pending: u64, oldest_age_seconds: f64) {
         self.with(|| {
@@ -349,6 +355,7 @@ impl Metrics {
         for outcome in ["succeeded", "failed"] {
             zero("deployql_webhook_deliveries_total", "outcome", outcome);
         }
+        zero("deployql_webhook_sql_statements_total", "pool", "webhooks");
         self.webhook_outbox(0, 0.0);
     }
 
@@ -625,6 +632,10 @@ fn describe() {
     describe_counter!(
         "deployql_webhook_deliveries_total",
         "Webhook deliveries finished here, by outcome (succeeded, failed: every retry spent)."
+    );
+    describe_counter!(
+        "deployql_webhook_sql_statements_total",
+        "SQL statements the webhook detector and deliverer ran (on their own pool)."
     );
     describe_gauge!("deployql_webhook_outbox_pending", "Webhook deliveries not yet delivered.");
     describe_gauge!(

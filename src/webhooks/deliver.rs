@@ -361,6 +361,9 @@ impl Deliverer {
         if recorded.rows_affected == 1 && state != DeliveryState::Pending {
             metrics.webhook_delivery(state.as_str());
         }
+        if delivered && endpoint.failing_since.is_none() {
+            return Ok(());
+        }
         if delivered {
             endpoint::Entity::update_many()
                 .col_expr(

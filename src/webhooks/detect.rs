@@ -21,7 +21,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Webhooks,
+    EventType, Webhooks,
     endpoints::Subscription,
     events::{DeploymentView, Payload, Seen, events, message_id},
     outbox::outbox_row,
@@ -135,10 +135,16 @@ async fn current(
         .collect())
 }
 
+/// A placeholder's sequence: the row this transaction inserted for a
+/// deployment first seen now. Never committed: the same transaction writes
+/// the real row.
+const PLACEHOLDER: i64 = -1;
+
 /// What the last event said of a deployment.
 fn seen(row: Option<&state::Model>) -> Seen {
     match row {
         None => Seen::New,
+        Some(row) if row.sequence == PLACEHOLDER => Seen::New,
         Some(row) if row.deleted => Seen::Described(None),
         Some(row) => match row.snapshot.as_deref().and_then(|s| serde_json::from_str(s).ok()) {
             Some(view) => Seen::Described(Some(view)),
@@ -157,7 +163,16 @@ fn needs_writing(before: &Seen, now: Option<&DeploymentView>) -> bool {
     }
 }
 
-/// Compares `ids` with their states; writes those that changed.
+/// The view of a live deployment; `None` for a deleted or missing one.
+fn live(
+    now: &HashMap<Uuid, (deployment::Model, DeploymentView)>,
+    id: Uuid,
+) -> Option<&DeploymentView> {
+    now.get(&id).filter(|(model, _)| model.deleted_at.is_none()).map(|(_, view)| view)
+}
+
+/// Compares `ids` with their states (read without locks: most changes
+/// make no event) and writes those that differ, a batch at a time.
 async fn detect(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
@@ -170,12 +185,16 @@ async fn detect(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<(), DbErr>
         .into_iter()
         .map(|row| (row.deployment_id, row))
         .collect();
+    let mut changed: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| needs_writing(&seen(states.get(id)), live(&now, *id)))
+        .collect();
+    // One order for every instance's locks: no deadlock between two.
+    changed.sort_unstable();
     let mut written = false;
-    for id in ids {
-        let view = now.get(id).filter(|(model, _)| model.deleted_at.is_none()).map(|(_, v)| v);
-        if needs_writing(&seen(states.get(id)), view) {
-            written |= write(webhooks, db, *id).await?;
-        }
+    for batch in changed.chunks(BATCH) {
+        written |= write(webhooks, db, batch).await?;
     }
     if written {
         webhooks.wake.notify_one();
@@ -183,95 +202,149 @@ async fn detect(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<(), DbErr>
     Ok(())
 }
 
-/// Writes one deployment's events, under its state row's lock; true if
-/// any was written.
-async fn write(webhooks: &Webhooks, db: &Db, id: Uuid) -> Result<bool, DbErr> {
+/// Deployments written per transaction.
+const BATCH: usize = 100;
+/// Rows per INSERT: well under SQLite's 32,766 bound values.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Writes the events of `ids` (sorted) in one transaction that holds their
+/// state rows' locks, reading them as they are under the locks; true if
+/// any event was written.
+async fn write(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<bool, DbErr> {
     let txn = db.begin_write().await?;
     let at = Utc::now();
-    let row = state::Entity::find_by_id(id).lock_exclusive().one(&txn).await?;
-    let now = current(&txn, &[id]).await?;
-    let model = now.get(&id).map(|(model, _)| model);
-    let view = now.get(&id).filter(|(model, _)| model.deleted_at.is_none()).map(|(_, v)| v);
-    let mut before = seen(row.as_ref());
-    if row.is_none() {
-        let Some(model) = model else { return Ok(false) };
-        // Another instance may be inserting it too: the loser waits for the
-        // winner's commit, inserts nothing, and reads the winner's row.
-        let inserted = state::Entity::insert(state::ActiveModel {
-            deployment_id: Set(id),
-            user_id: Set(model.user_id),
-            sequence: Set(0),
+    // Rows for deployments never seen: another instance inserting the same
+    // waits for this one's commit, then finds them written.
+    let placeholders: Vec<state::ActiveModel> = ids
+        .iter()
+        .map(|id| state::ActiveModel {
+            deployment_id: Set(*id),
+            user_id: Set(Uuid::nil()),
+            sequence: Set(PLACEHOLDER),
             snapshot: Set(None),
             deleted: Set(false),
             updated_at: Set(at),
         })
+        .collect();
+    state::Entity::insert_many(placeholders)
         .on_conflict(OnConflict::column(state::Column::DeploymentId).do_nothing().to_owned())
         .exec_without_returning(&txn)
         .await?;
-        if inserted == 0 {
-            let row = state::Entity::find_by_id(id).lock_exclusive().one(&txn).await?;
-            before = seen(row.as_ref());
-        }
-    }
-    let user = match (&row, model) {
-        (_, Some(model)) => model.user_id,
-        (Some(row), None) => row.user_id,
-        (None, None) => return Ok(false),
-    };
-    let types = events(&before, view);
-    let mut sequence = row.as_ref().map_or(0, |row| row.sequence);
-    // A deleted deployment's payload shows it as it was last seen.
-    let last = match &before {
-        Seen::Described(Some(view)) => Some(view.clone()),
-        _ => None,
-    };
-    let shown = view.cloned().or_else(|| now.get(&id).map(|(_, v)| v.clone())).or(last.clone());
-    if !types.is_empty() {
-        let endpoints = webhook_endpoint::Entity::find()
-            .filter(webhook_endpoint::Column::UserId.eq(user))
-            .filter(webhook_endpoint::Column::Enabled.eq(true))
-            .all(&txn)
-            .await?;
-        let mut deliveries = Vec::new();
-        for event_type in &types {
-            sequence += 1;
-            let Some(shown) = shown.as_ref() else { continue };
-            let payload = serde_json::to_string(&Payload::new(
-                *event_type,
-                at,
-                sequence,
-                shown,
-                last.as_ref(),
-            ))
-            .map_err(|err| DbErr::Custom(err.to_string()))?;
-            let message = message_id();
-            for endpoint in &endpoints {
-                if Subscription::of(endpoint).wants(*event_type, id) {
-                    deliveries.push(outbox_row(endpoint, &message, *event_type, &payload, at));
+    let rows: HashMap<Uuid, state::Model> = state::Entity::find()
+        .filter(state::Column::DeploymentId.is_in(ids.iter().copied()))
+        .order_by_asc(state::Column::DeploymentId)
+        .lock_exclusive()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|row| (row.deployment_id, row))
+        .collect();
+    let now = current(&txn, ids).await?;
+    let users: Vec<Uuid> = now.values().map(|(model, _)| model.user_id).collect();
+    let endpoints = webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::UserId.is_in(users))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(&txn)
+        .await?;
+    let mut deliveries = Vec::new();
+    let mut states = Vec::new();
+    for id in ids {
+        let Some(row) = rows.get(id) else { continue };
+        let before = seen(Some(row));
+        let view = live(&now, *id);
+        let user = now.get(id).map_or(row.user_id, |(model, _)| model.user_id);
+        let Some((state, events)) = describe(*id, user, row, &before, view, now.get(id), at)?
+        else {
+            continue;
+        };
+        for (event_type, message, payload) in events {
+            for endpoint in endpoints.iter().filter(|endpoint| endpoint.user_id == user) {
+                if Subscription::of(endpoint).wants(event_type, *id) {
+                    deliveries.push(outbox_row(endpoint, &message, event_type, &payload, at));
                 }
             }
             webhooks.metrics.webhook_event(event_type.as_str());
         }
-        if !deliveries.is_empty() {
-            webhook_delivery::Entity::insert_many(deliveries).exec_without_returning(&txn).await?;
-        }
+        states.push(state);
     }
-    let snapshot = match view {
-        Some(view) => {
-            Some(serde_json::to_string(view).map_err(|err| DbErr::Custom(err.to_string()))?)
-        }
-        None => last.as_ref().and_then(|last| serde_json::to_string(last).ok()),
+    let written = !deliveries.is_empty();
+    for rows in deliveries.chunks(ROWS_PER_INSERT) {
+        webhook_delivery::Entity::insert_many(rows.to_vec()).exec_without_returning(&txn).await?;
+    }
+    // Every row of the batch was written above (a placeholder at least):
+    // the upsert replaces them with what this batch found.
+    let columns = [
+        state::Column::UserId,
+        state::Column::Sequence,
+        state::Column::Snapshot,
+        state::Column::Deleted,
+        state::Column::UpdatedAt,
+    ];
+    for rows in states.chunks(ROWS_PER_INSERT) {
+        state::Entity::insert_many(rows.to_vec())
+            .on_conflict(
+                OnConflict::column(state::Column::DeploymentId).update_columns(columns).to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    // A placeholder left (the deployment vanished in between) goes.
+    state::Entity::delete_many()
+        .filter(state::Column::DeploymentId.is_in(ids.iter().copied()))
+        .filter(state::Column::Sequence.eq(PLACEHOLDER))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(written)
+}
+
+/// An event: its type, `webhook-id` and payload.
+type Event = (EventType, String, String);
+
+/// The state row a deployment gets, and its events; `None` when nothing
+/// is to be written (a deployment gone before it was ever seen).
+fn describe(
+    id: Uuid,
+    user: Uuid,
+    row: &state::Model,
+    before: &Seen,
+    view: Option<&DeploymentView>,
+    found: Option<&(deployment::Model, DeploymentView)>,
+    at: chrono::DateTime<Utc>,
+) -> Result<Option<(state::ActiveModel, Vec<Event>)>, DbErr> {
+    if *before == Seen::New && found.is_none() {
+        return Ok(None);
+    }
+    let types = events(before, view);
+    let mut sequence = row.sequence.max(0);
+    // A deleted deployment's payload shows it as it was last seen.
+    let last = match before {
+        Seen::Described(Some(view)) => Some(view),
+        _ => None,
     };
-    state::Entity::update(state::ActiveModel {
+    let shown = view.or(found.map(|(_, view)| view)).or(last);
+    let mut told = Vec::new();
+    for event_type in types {
+        sequence += 1;
+        let Some(shown) = shown else { continue };
+        let payload = json(&Payload::new(event_type, at, sequence, shown, last))?;
+        told.push((event_type, message_id(), payload));
+    }
+    let snapshot = match view.or(last) {
+        Some(view) => Some(json(view)?),
+        None => None,
+    };
+    let state = state::ActiveModel {
         deployment_id: Set(id),
         user_id: Set(user),
         sequence: Set(sequence),
         snapshot: Set(snapshot),
         deleted: Set(view.is_none()),
         updated_at: Set(at),
-    })
-    .exec(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(!types.is_empty())
+    };
+    Ok(Some((state, told)))
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, DbErr> {
+    serde_json::to_string(value).map_err(|err| DbErr::Custom(err.to_string()))
 }

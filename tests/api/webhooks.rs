@@ -364,6 +364,37 @@ async fn an_endpoint_failing_past_the_limit_is_disabled_and_says_so(app: &TestAp
     let _ = std::fs::remove_file(log);
 }
 
+async fn events_cost_statements_per_batch_not_per_deployment(app: &TestApp) {
+    let receiver = Receiver::start(0, 0);
+    let server = server(app, &[]).await;
+    let user = Uuid::new_v4();
+    let token = app.token(user);
+    let url = receiver.url("ok", "batch");
+    create_endpoint(server.addr, &token, &url, "[DEPLOYMENT_CREATED]").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.metric("deployql_webhook_sql_statements_total").await;
+    // 100 deployments in one commit, as a bulk import would write them.
+    let now = chrono::Utc::now();
+    let rows = (0..100).map(|n| entity::deployment::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user),
+        name: Set(format!("bulk-{n}")),
+        status: Set(entity::DeploymentStatus::Running),
+        target_replicas: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    });
+    entity::deployment::Entity::insert_many(rows).exec(&app.db).await.expect("bulk insert");
+    receiver.wait_for(Duration::from_secs(20), |log| delivered(log, "batch").len() == 100).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spent = server.metric("deployql_webhook_sql_statements_total").await - before;
+    // Detection is a dozen statements per batch of 100; each delivery
+    // costs its share of a claim and its outcome (about 1.5). Deployment
+    // by deployment, detection alone took about 10 each.
+    assert!(spent <= 250, "{spent} statements for 100 events");
+}
+
 async fn private_targets_are_refused_without_the_switch(app: &TestApp) {
     let receiver = Receiver::start(0, 0);
     let server = ServerProcess::start_with(&app.database_url(), &[]).await;
@@ -541,6 +572,7 @@ backend_tests!(
     deliveries_pending_when_the_instance_is_killed_are_delivered_after,
     a_slow_receiver_does_not_delay_another_endpoint,
     an_endpoint_failing_past_the_limit_is_disabled_and_says_so,
+    events_cost_statements_per_batch_not_per_deployment,
     private_targets_are_refused_without_the_switch,
     during_a_rotation_either_secret_verifies,
     another_users_endpoints_are_not_found,
