@@ -35,6 +35,11 @@ const RELATIONS: [&str; 5] = ["replicas", "resources", "statusHistory", "replica
 /// `tests/api/statements.rs` checks every mutation stays within it.
 pub(crate) const MUTATION_STATEMENTS: u64 = 6;
 
+/// Statements a webhook mutation runs at most (read the endpoint, then a
+/// transaction writing it and failing or deleting its deliveries);
+/// `tests/api/statements.rs` checks each stays within it.
+pub(crate) const WEBHOOK_MUTATION_STATEMENTS: u64 = 5;
+
 /// Fragments spreading fragments this many levels down are refused outright:
 /// no real document comes close, and it bounds the recursion here.
 pub(crate) const MAX_FRAGMENT_NESTING: usize = 64;
@@ -135,7 +140,16 @@ fn root_statements(field: &str) -> u64 {
     match field {
         "__typename" | "__schema" | "__type" => 0,
         "createDeployment" | "scaleDeployment" | "deleteDeployment" => MUTATION_STATEMENTS,
-        // deployment, node, nodes, deployments, deploymentUpdated: one each.
+        "createWebhookEndpoint"
+        | "updateWebhookEndpoint"
+        | "deleteWebhookEndpoint"
+        | "rotateWebhookSecret"
+        | "sendTestWebhook"
+        | "redeliverWebhook" => WEBHOOK_MUTATION_STATEMENTS,
+        // The endpoint, then the page.
+        "webhookDeliveries" => 2,
+        // deployment, node, nodes, deployments, deploymentUpdated,
+        // webhookEndpoints: one each.
         _ => 1,
     }
 }

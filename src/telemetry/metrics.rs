@@ -600,7 +600,7 @@ fn describe() {
     describe_counter!(
         "deployql_live_log_reads_total",
         "Reads of the change log (Postgres): every LIVE_POLL_INTERVAL while this instance has \
-         subscriptions, a snapshot every 200 ms while it has none."
+         subscriptions, every 200 ms while it has none."
     );
     describe_counter!("deployql_jwks_fetches_total", "Fetches of the identity provider's JWKS.");
     describe_counter!(

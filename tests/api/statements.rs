@@ -1,7 +1,7 @@
 //! Statement budgets: batching keeps a request's SQL count constant.
 
 use entity::ReplicaStatus::{Failed, Running};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{NewDeployment, TestApp};
@@ -129,7 +129,43 @@ async fn node_reads_in_one_statement(app: &TestApp) {
     assert_eq!(statements.len(), 1, "{statements:#?}");
 }
 
+/// Within the engine's estimates (`bounds::WEBHOOK_MUTATION_STATEMENTS`,
+/// and 2 for `webhookDeliveries`), which MAX_STATEMENTS_PER_REQUEST reads.
+async fn webhook_fields_stay_within_their_statement_estimates(app: &TestApp) {
+    let user = Uuid::new_v4();
+    // A public address, so no resolver is needed (a test has no internet).
+    let create = "mutation { createWebhookEndpoint(input: { url: \"https://93.184.215.14/hook\", \
+        events: [DEPLOYMENT_CREATED] }) { endpoint { id } secret } }";
+    let (body, statements) = app.gql_logged(user, create, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(statements.len() <= 5, "{statements:#?}");
+    let id = json!({ "id": body["data"]["createWebhookEndpoint"]["endpoint"]["id"] });
+    let test = "mutation($id: ID!) { sendTestWebhook(id: $id) { id } }";
+    let (body, statements) = app.gql_logged(user, test, id.clone()).await;
+    assert!(statements.len() <= 5, "{statements:#?}");
+    let delivery = json!({ "id": body["data"]["sendTestWebhook"]["id"] });
+    let within = |budget: usize, query: &'static str, variables: Value| async move {
+        let (body, statements) = app.gql_logged(user, query, variables).await;
+        assert!(body["errors"].is_null(), "{query}: {body}");
+        assert!(statements.len() <= budget, "{query}: {statements:#?}");
+    };
+    within(1, "{ webhookEndpoints { id url events enabled } }", json!({})).await;
+    let deliveries =
+        "query($id: ID!) { webhookDeliveries(endpointId: $id) { nodes { id state } } }";
+    within(2, deliveries, id.clone()).await;
+    let redeliver = "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }";
+    within(5, redeliver, delivery).await;
+    let rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }";
+    within(5, rotate, id.clone()).await;
+    let update =
+        "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { enabled: false }) { id } }";
+    within(5, update, id.clone()).await;
+    let delete = "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { id } }";
+    within(5, delete, id).await;
+}
+
 backend_tests!(
+    webhook_fields_stay_within_their_statement_estimates,
     a_mutation_payload_reads_its_relations_in_one_statement,
     node_reads_in_one_statement,
     status_lookup_runs_one_statement,

@@ -577,3 +577,41 @@ backend_tests!(
     during_a_rotation_either_secret_verifies,
     another_users_endpoints_are_not_found,
 );
+
+/// Behind PgBouncer in transaction mode (simple queries only): the
+/// detector's locking transaction, the claim and the retries all work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_work_through_pgbouncer_in_transaction_mode() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let url = app.postgres_url().expect("postgres");
+    let Some(pooler) = crate::pooler::PgBouncer::start(&url).await else { return };
+    let receiver = Receiver::start(0, 0);
+    let env = [("DB_PREPARED_STATEMENTS", "false"), ("WEBHOOK_RETRY_SCHEDULE", "200ms,200ms")];
+    let server = {
+        let env = [&[("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")], &env[..]].concat();
+        ServerProcess::start_with(&pooler.url_for(&url), &env).await
+    };
+    let user = Uuid::new_v4();
+    let token = app.token(user);
+    let url = receiver.url("flaky", "pooled");
+    let (endpoint, secret) = create_endpoint(server.addr, &token, &url, ALL_EVENTS).await;
+    receiver.trust("pooled", &[&secret]).await;
+    let id = app.insert(user, NewDeployment { name: "pooled".into(), ..Default::default() }).await;
+    let scale = "UPDATE deployments SET target_replicas = 7 WHERE id = $1";
+    let log = receiver
+        .wait_for(Duration::from_secs(15), |log| !delivered(log, "pooled").is_empty())
+        .await;
+    assert_eq!(delivered(&log, "pooled")[0]["payload"]["type"], "DEPLOYMENT_CREATED");
+    raw(&app, scale, vec![id.into()]).await;
+    let log =
+        receiver.wait_for(Duration::from_secs(15), |log| delivered(log, "pooled").len() >= 2).await;
+    let scaled = &delivered(&log, "pooled")[1]["payload"];
+    assert_eq!(scaled["type"], "DEPLOYMENT_SCALED", "{scaled}");
+    assert_eq!(scaled["data"]["deployment"]["targetReplicas"], 7);
+    assert!(log.iter().all(|entry| entry["verifiedWith"] == json!([0])), "{log:#?}");
+    let nodes = deliveries(server.addr, &token, &endpoint).await;
+    assert!(
+        nodes.iter().all(|node| node["state"] == "SUCCEEDED" && node["attempts"] == 3),
+        "{nodes:#?}"
+    );
+}
