@@ -23,7 +23,8 @@ use crate::{
     ids::UserId,
     webhooks::{
         DeliveryState, EventType, Webhooks,
-        endpoints::{self, EndpointChanges, NewEndpoint, Subscription},
+        endpoints::{self, EndpointChanges, NewEndpoint},
+        outbox::Subscription,
     },
 };
 

@@ -15,16 +15,16 @@ use entity::{
     webhook_deployment_state as state, webhook_endpoint,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, OnConflict, Query, SelectStatement},
 };
 use uuid::Uuid;
 
 use super::{
     EventType, Webhooks,
-    endpoints::Subscription,
     events::{DeploymentView, Payload, Seen, events, message_id},
-    outbox::outbox_row,
+    outbox::{Subscription, outbox_row},
 };
 use crate::{db::Db, live::Tap, service::health::ReplicaCounts};
 
@@ -64,6 +64,7 @@ async fn sweep(webhooks: &Webhooks, db: &Db) -> Result<(), DbErr> {
         let mut page = deployment::Entity::find()
             .select_only()
             .column(deployment::Column::Id)
+            .filter(deployment::Column::UserId.in_subquery(with_endpoints()))
             .order_by_asc(deployment::Column::Id)
             .limit(PAGE);
         if let Some(after) = after {
@@ -81,14 +82,10 @@ async fn sweep(webhooks: &Webhooks, db: &Db) -> Result<(), DbErr> {
         .select_only()
         .column(state::Column::DeploymentId)
         .filter(state::Column::Deleted.eq(false))
-        .filter(
-            state::Column::DeploymentId.not_in_subquery(
-                sea_orm::sea_query::Query::select()
-                    .column(deployment::Column::Id)
-                    .from(deployment::Entity)
-                    .to_owned(),
-            ),
-        )
+        .filter(state::Column::UserId.in_subquery(with_endpoints()))
+        .filter(state::Column::DeploymentId.not_in_subquery(
+            Query::select().column(deployment::Column::Id).from(deployment::Entity).to_owned(),
+        ))
         .into_tuple()
         .all(db)
         .await?;
@@ -98,18 +95,44 @@ async fn sweep(webhooks: &Webhooks, db: &Db) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// The users with an enabled endpoint: only their deployments are
+/// followed (see `endpoints::follow`), so webhooks cost the writes of
+/// everyone else nothing.
+fn with_endpoints() -> SelectStatement {
+    Query::select()
+        .column(webhook_endpoint::Column::UserId)
+        .from(webhook_endpoint::Entity)
+        .and_where(Expr::col(webhook_endpoint::Column::Enabled).eq(true))
+        .to_owned()
+}
+
+/// Whose deployments a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    /// Those of users with an enabled endpoint.
+    Followed,
+    Anyone,
+}
+
 /// Each deployment of `ids` as it is now (`None`: deleted or gone).
 async fn current(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
+    whose: Whose,
 ) -> Result<HashMap<Uuid, (deployment::Model, DeploymentView)>, DbErr> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let deployments = deployment::Entity::find()
-        .filter(deployment::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
-        .await?;
+    let mut deployments =
+        deployment::Entity::find().filter(deployment::Column::Id.is_in(ids.iter().copied()));
+    if whose == Whose::Followed {
+        deployments = deployments.filter(deployment::Column::UserId.in_subquery(with_endpoints()));
+    }
+    let deployments = deployments.all(db).await?;
+    if deployments.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = deployments.iter().map(|deployment| deployment.id).collect();
     let counted: Vec<(Uuid, ReplicaStatus, i64)> = deployment_replica::Entity::find()
         .select_only()
         .column(deployment_replica::Column::DeploymentId)
@@ -139,6 +162,47 @@ async fn current(
 /// deployment first seen now. Never committed: the same transaction writes
 /// the real row.
 const PLACEHOLDER: i64 = -1;
+
+/// Records every deployment of `user` as it is now, without events: the
+/// user starts being followed (their first enabled endpoint).
+pub async fn describe_all_of(db: &impl ConnectionTrait, user: Uuid) -> Result<(), DbErr> {
+    let ids: Vec<Uuid> = deployment::Entity::find()
+        .select_only()
+        .column(deployment::Column::Id)
+        .filter(deployment::Column::UserId.eq(user))
+        .order_by_asc(deployment::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let at = Utc::now();
+    for ids in ids.chunks(ROWS_PER_INSERT) {
+        let now = current(db, ids, Whose::Anyone).await?;
+        let mut rows = Vec::new();
+        for (model, view) in ids.iter().filter_map(|id| now.get(id)) {
+            let deleted = model.deleted_at.is_some();
+            rows.push(state::ActiveModel {
+                deployment_id: Set(model.id),
+                user_id: Set(model.user_id),
+                sequence: Set(0),
+                snapshot: Set(if deleted { None } else { Some(json(view)?) }),
+                deleted: Set(deleted),
+                updated_at: Set(at),
+            });
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        // The sequence goes on where it was.
+        let columns = [state::Column::Snapshot, state::Column::Deleted, state::Column::UpdatedAt];
+        state::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(state::Column::DeploymentId).update_columns(columns).to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
 
 /// What the last event said of a deployment.
 fn seen(row: Option<&state::Model>) -> Seen {
@@ -177,17 +241,20 @@ async fn detect(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<(), DbErr>
     if ids.is_empty() {
         return Ok(());
     }
-    let now = current(db, ids).await?;
+    let now = current(db, ids, Whose::Followed).await?;
     let states: HashMap<Uuid, state::Model> = state::Entity::find()
         .filter(state::Column::DeploymentId.is_in(ids.iter().copied()))
+        .filter(state::Column::UserId.in_subquery(with_endpoints()))
         .all(db)
         .await?
         .into_iter()
         .map(|row| (row.deployment_id, row))
         .collect();
+    // Deployments of users without endpoints are in neither.
     let mut changed: Vec<Uuid> = ids
         .iter()
         .copied()
+        .filter(|id| now.contains_key(id) || states.contains_key(id))
         .filter(|id| needs_writing(&seen(states.get(id)), live(&now, *id)))
         .collect();
     // One order for every instance's locks: no deadlock between two.
@@ -239,7 +306,7 @@ async fn write(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<bool, DbErr
         .into_iter()
         .map(|row| (row.deployment_id, row))
         .collect();
-    let now = current(&txn, ids).await?;
+    let now = current(&txn, ids, Whose::Anyone).await?;
     let users: Vec<Uuid> = now.values().map(|(model, _)| model.user_id).collect();
     let endpoints = webhook_endpoint::Entity::find()
         .filter(webhook_endpoint::Column::UserId.is_in(users))
@@ -316,7 +383,7 @@ fn describe(
         return Ok(None);
     }
     let types = events(before, view);
-    let mut sequence = row.sequence.max(0);
+    let mut sequence = Ord::max(row.sequence, 0);
     // A deleted deployment's payload shows it as it was last seen.
     let last = match before {
         Seen::Described(Some(view)) => Some(view),

@@ -11,79 +11,15 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    DeliveryState, EventType, Webhooks, events::message_id, outbox::outbox_row, signing, target,
+    DeliveryState, EventType, Webhooks, detect,
+    events::message_id,
+    outbox::{Subscription, outbox_row},
+    signing, target,
 };
 use crate::{db::Db, error::ApiError, ids::UserId};
 
 /// How long the secret before a rotation keeps signing.
 pub const ROTATION_OVERLAP: Span = Span::hours(24);
-/// Deployments one endpoint may name.
-pub const MAX_DEPLOYMENT_IDS: usize = 100;
-
-/// What an endpoint receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
-    pub events: Vec<EventType>,
-    /// `None`: all of the user's deployments.
-    pub deployments: Option<Vec<Uuid>>,
-}
-
-impl Subscription {
-    pub fn of(endpoint: &endpoint::Model) -> Self {
-        Self {
-            events: endpoint.events.split(',').filter_map(EventType::parse).collect(),
-            deployments: endpoint
-                .deployment_ids
-                .as_deref()
-                .map(|ids| ids.split(',').filter_map(|id| Uuid::parse_str(id).ok()).collect()),
-        }
-    }
-
-    pub fn wants(&self, event_type: EventType, deployment: Uuid) -> bool {
-        self.events.contains(&event_type)
-            && self.deployments.as_ref().is_none_or(|ids| ids.contains(&deployment))
-    }
-
-    fn stored_events(events: &[EventType]) -> Result<String, ApiError> {
-        if events.is_empty() {
-            return Err(ApiError::bad_input("events: name at least one event type"));
-        }
-        if events.contains(&EventType::WebhookTest) {
-            return Err(ApiError::bad_input(
-                "events: WEBHOOK_TEST is sent by sendTestWebhook only and cannot be subscribed to",
-            ));
-        }
-        let mut names: Vec<&str> = Vec::new();
-        for event_type in events {
-            if !names.contains(&event_type.as_str()) {
-                names.push(event_type.as_str());
-            }
-        }
-        Ok(names.join(","))
-    }
-
-    fn stored_deployments(ids: Option<&[String]>) -> Result<Option<String>, ApiError> {
-        let Some(ids) = ids else { return Ok(None) };
-        if ids.len() > MAX_DEPLOYMENT_IDS {
-            return Err(ApiError::bad_input(format!(
-                "deploymentIds: at most {MAX_DEPLOYMENT_IDS}; omit it for all your deployments"
-            )));
-        }
-        let mut parsed: Vec<String> = Vec::new();
-        for id in ids {
-            let id = Uuid::parse_str(id).map_err(|_| {
-                ApiError::bad_input(format!(
-                    "deploymentIds: `{}` is not a deployment id",
-                    crate::error::echo(id)
-                ))
-            })?;
-            if !parsed.contains(&id.to_string()) {
-                parsed.push(id.to_string());
-            }
-        }
-        Ok(Some(parsed.join(",")))
-    }
-}
 
 /// A new endpoint.
 #[derive(Debug)]
@@ -150,6 +86,7 @@ pub async fn create(
     }
     let secret = new_secret()?;
     let now = Utc::now();
+    let txn = db.begin_write().await?;
     let model = endpoint::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user.0),
@@ -165,8 +102,10 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await?;
+    follow(&txn, user, model.id).await?;
+    txn.commit().await?;
     Ok((model, secret))
 }
 
@@ -232,8 +171,33 @@ pub async fn update(
     if changes.enabled == Some(false) && current.enabled {
         fail_pending(&txn, current.id, "the endpoint was disabled").await?;
     }
+    if changes.enabled == Some(true) && !current.enabled {
+        follow(&txn, user, current.id).await?;
+    }
     txn.commit().await?;
     Ok(updated)
+}
+
+/// Starts following the user's deployments when `endpoint` is their only
+/// enabled one: the detector passes over the deployments of users without
+/// endpoints, so what it recorded of these (if anything) is stale. Each is
+/// described as it is now, without an event (its sequence goes on), so the
+/// endpoint hears of the first change after its creation.
+async fn follow(
+    db: &impl ConnectionTrait,
+    user: UserId,
+    endpoint: Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    let others = endpoint::Entity::find()
+        .filter(endpoint::Column::UserId.eq(user.0))
+        .filter(endpoint::Column::Enabled.eq(true))
+        .filter(endpoint::Column::Id.ne(endpoint))
+        .count(db)
+        .await?;
+    if others > 0 {
+        return Ok(());
+    }
+    detect::describe_all_of(db, user.0).await
 }
 
 /// Fails an endpoint's pending deliveries not being attempted now.

@@ -8,12 +8,17 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use reqwest::{
     Url,
     dns::{Addrs, Name, Resolve, Resolving},
 };
+
+/// How long a URL's host may take to resolve when an endpoint is created
+/// (within the request's own deadline).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Longest URL accepted.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -100,8 +105,10 @@ pub async fn check_resolves_publicly(url: &Url, allow_private: bool) -> Result<(
         None => {
             let host = url.host_str().unwrap_or_default();
             let port = url.port_or_known_default().unwrap_or(443);
-            tokio::net::lookup_host((host, port))
+            let lookup = tokio::net::lookup_host((host, port));
+            tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
                 .await
+                .map_err(|_| format!("url: {host} did not resolve within {RESOLVE_TIMEOUT:?}"))?
                 .map_err(|err| format!("url: cannot resolve {host}: {err}"))?
                 .map(|address| address.ip())
                 .collect()

@@ -130,7 +130,7 @@ async fn node_reads_in_one_statement(app: &TestApp) {
 }
 
 /// Within the engine's estimates (`bounds::WEBHOOK_MUTATION_STATEMENTS`,
-/// and 2 for `webhookDeliveries`), which MAX_STATEMENTS_PER_REQUEST reads.
+/// 10, and 2 for `webhookDeliveries`), which MAX_STATEMENTS_PER_REQUEST reads.
 async fn webhook_fields_stay_within_their_statement_estimates(app: &TestApp) {
     let user = Uuid::new_v4();
     // A public address, so no resolver is needed (a test has no internet).
@@ -138,11 +138,11 @@ async fn webhook_fields_stay_within_their_statement_estimates(app: &TestApp) {
         events: [DEPLOYMENT_CREATED] }) { endpoint { id } secret } }";
     let (body, statements) = app.gql_logged(user, create, json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
-    assert!(statements.len() <= 5, "{statements:#?}");
+    assert!(statements.len() <= 10, "{statements:#?}");
     let id = json!({ "id": body["data"]["createWebhookEndpoint"]["endpoint"]["id"] });
     let test = "mutation($id: ID!) { sendTestWebhook(id: $id) { id } }";
     let (body, statements) = app.gql_logged(user, test, id.clone()).await;
-    assert!(statements.len() <= 5, "{statements:#?}");
+    assert!(statements.len() <= 10, "{statements:#?}");
     let delivery = json!({ "id": body["data"]["sendTestWebhook"]["id"] });
     let within = |budget: usize, query: &'static str, variables: Value| async move {
         let (body, statements) = app.gql_logged(user, query, variables).await;
@@ -154,7 +154,7 @@ async fn webhook_fields_stay_within_their_statement_estimates(app: &TestApp) {
         "query($id: ID!) { webhookDeliveries(endpointId: $id) { nodes { id state } } }";
     within(2, deliveries, id.clone()).await;
     let redeliver = "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }";
-    within(5, redeliver, delivery).await;
+    within(10, redeliver, delivery).await;
     let rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { secret } }";
     within(5, rotate, id.clone()).await;
     let update =

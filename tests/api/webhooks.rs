@@ -155,7 +155,8 @@ async fn a_replica_failed_by_raw_sql_is_one_health_event_each_way(app: &TestApp)
     let id = app.insert(user, NewDeployment { target: 2, replicas, ..Default::default() }).await;
     let server = server(app, &[]).await;
     let token = app.token(user);
-    described(app, &[id]).await;
+    // The user's first endpoint: their deployments are described as they
+    // are, and the next change is told.
     let (_, secret) = create_endpoint(
         server.addr,
         &token,
@@ -163,6 +164,7 @@ async fn a_replica_failed_by_raw_sql_is_one_health_event_each_way(app: &TestApp)
         "[DEPLOYMENT_HEALTH_CHANGED]",
     )
     .await;
+    described(app, &[id]).await;
     receiver.trust("health", &[&secret]).await;
     let replica = deployment_replica::Entity::find()
         .filter(deployment_replica::Column::DeploymentId.eq(id))
