@@ -52,7 +52,9 @@ pub struct SessionExecutor {
     writes: Option<mutation::Writes>,
     /// The answers of mutations sent with an idempotency key.
     idempotency: Arc<IdempotencyKeys>,
-    webhooks: Arc<Webhooks>,
+    /// Webhook settings; none where no one configured them (the tests'
+    /// executors), and the webhook fields then fail.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl std::fmt::Debug for SessionExecutor {
@@ -82,7 +84,7 @@ impl SessionExecutor {
             admitted: None,
             writes,
             idempotency: Arc::default(),
-            webhooks: Arc::default(),
+            webhooks: None,
         }
     }
 
@@ -96,7 +98,7 @@ impl SessionExecutor {
     /// Webhook settings for the webhook fields.
     #[must_use]
     pub fn with_webhooks(mut self, webhooks: Arc<Webhooks>) -> Self {
-        self.webhooks = webhooks;
+        self.webhooks = Some(webhooks);
         self
     }
 
@@ -133,11 +135,14 @@ impl SessionExecutor {
             Some(writes) => request.data(writes.clone()),
             None => request,
         };
+        let request = match &self.webhooks {
+            Some(webhooks) => request.data(webhooks.clone()),
+            None => request,
+        };
         request
             .data(db.clone())
             .data(self.reads.clone())
             .data(self.feed.clone())
-            .data(self.webhooks.clone())
             .data(self.session.user)
             .data(loaders::for_request(db.clone(), scope.clone()))
     }

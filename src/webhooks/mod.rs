@@ -113,12 +113,6 @@ impl Webhooks {
     }
 }
 
-impl Default for Webhooks {
-    fn default() -> Self {
-        Self::new(WebhooksConfig::default(), Metrics::default())
-    }
-}
-
 /// Starts the detector and the deliverer (a server that writes only).
 pub fn start(webhooks: Arc<Webhooks>, db: Db, feed: &ChangeFeed) -> Result<(), String> {
     let deliverer = deliver::Deliverer::new(webhooks.clone(), db.clone())?;
