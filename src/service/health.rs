@@ -15,8 +15,9 @@ pub enum Health {
     Unhealthy,
 }
 
-/// How many replicas a deployment has in each status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How many replicas a deployment has in each status (serialized with the
+/// API's field names, as webhook payloads carry them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaCounts {
     pub pending: i64,
     pub starting: i64,

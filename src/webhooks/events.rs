@@ -22,16 +22,12 @@ pub struct DeploymentView {
     pub replica_counts: Counts,
 }
 
-/// `ReplicaCounts` as the API spells them.
+/// `ReplicaCounts` as the API shows them: the total, and per status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: i64,
-    pub pending: i64,
-    pub starting: i64,
-    pub running: i64,
-    pub stopping: i64,
-    pub stopped: i64,
-    pub failed: i64,
+    #[serde(flatten)]
+    pub by_status: ReplicaCounts,
 }
 
 impl DeploymentView {
@@ -47,15 +43,7 @@ impl DeploymentView {
             status: deployment.status.to_value().to_uppercase(),
             health: health.to_owned(),
             target_replicas: deployment.target_replicas,
-            replica_counts: Counts {
-                total: counts.total(),
-                pending: counts.pending,
-                starting: counts.starting,
-                running: counts.running,
-                stopping: counts.stopping,
-                stopped: counts.stopped,
-                failed: counts.failed,
-            },
+            replica_counts: Counts { total: counts.total(), by_status: *counts },
         }
     }
 }
@@ -145,16 +133,22 @@ mod tests {
             status: status.into(),
             health: health.into(),
             target_replicas: target,
-            replica_counts: Counts {
-                total: 0,
-                pending: 0,
-                starting: 0,
-                running: 0,
-                stopping: 0,
-                stopped: 0,
-                failed: 0,
-            },
+            replica_counts: Counts { total: 0, by_status: ReplicaCounts::default() },
         }
+    }
+
+    #[test]
+    fn a_view_reads_as_the_api_names_it_and_reads_back() {
+        let mut view = view("RUNNING", "DEGRADED", 3);
+        view.replica_counts.by_status.add(entity::ReplicaStatus::Failed, 1);
+        view.replica_counts.total = 1;
+        let text = serde_json::to_string(&view).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["replicaCounts"],
+            serde_json::json!({ "total": 1, "pending": 0, "starting": 0, "running": 0,
+                "stopping": 0, "stopped": 0, "failed": 1 })
+        );
+        assert_eq!(serde_json::from_str::<DeploymentView>(&text).unwrap(), view);
     }
 
     #[test]
