@@ -306,6 +306,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
         let prune = idempotency::prune_periodically(state.idempotency.clone(), state.db.clone());
         tokio::spawn(prune);
     }
+    let (background_pool, requests_pool) = (background.clone(), state.db.clone());
     if access == Access::ReadWrite {
         webhooks::start(state.webhooks.clone(), background, &state.feed)?;
     }
@@ -337,6 +338,18 @@ pub async fn serve(config: Config, metrics: Metrics) -> AppResult<()> {
     let served = http::serve_app(listener, state, limits, shutdown_signal()).await;
     if let Some(metrics_listener) = metrics_listener {
         metrics_listener.abort();
+    }
+    // The webhook pool's connections close first (a transaction under way
+    // ends), then a SQLite file's WAL is folded into the file: connections
+    // still open at exit skip SQLite's own checkpoint on close, and a
+    // reader that opens the file `immutable` (READ_ONLY on a read-only
+    // volume) sees only the file.
+    tokio::time::timeout(Duration::from_secs(2), background_pool.close()).await.ok();
+    if access == Access::ReadWrite && requests_pool.get_database_backend() == DbBackend::Sqlite {
+        let checkpoint = requests_pool.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)");
+        if let Err(err) = checkpoint.await {
+            tracing::warn!(error = %err, "cannot checkpoint the SQLite file at exit");
+        }
     }
     served?;
     Ok(())
