@@ -598,7 +598,10 @@ async fn webhooks_work_through_pgbouncer_in_transaction_mode() {
     let url = receiver.url("flaky", "pooled");
     let (endpoint, secret) = create_endpoint(server.addr, &token, &url, ALL_EVENTS).await;
     receiver.trust("pooled", &[&secret]).await;
-    let id = app.insert(user, NewDeployment { name: "pooled".into(), ..Default::default() }).await;
+    // No replicas: it stays UNHEALTHY, so the events are CREATED, then SCALED.
+    let pooled =
+        NewDeployment { name: "pooled".into(), replicas: Vec::new(), ..Default::default() };
+    let id = app.insert(user, pooled).await;
     let scale = "UPDATE deployments SET target_replicas = 7 WHERE id = $1";
     let log = receiver
         .wait_for(Duration::from_secs(15), |log| !delivered(log, "pooled").is_empty())
@@ -609,7 +612,8 @@ async fn webhooks_work_through_pgbouncer_in_transaction_mode() {
         receiver.wait_for(Duration::from_secs(15), |log| delivered(log, "pooled").len() >= 2).await;
     let scaled = &delivered(&log, "pooled")[1]["payload"];
     assert_eq!(scaled["type"], "DEPLOYMENT_SCALED", "{scaled}");
-    assert_eq!(scaled["data"]["deployment"]["targetReplicas"], 7);
+    assert_eq!(scaled["data"]["deployment"]["targetReplicas"], 7, "{scaled}");
+    assert_eq!(scaled["data"]["previous"]["targetReplicas"], 1, "{scaled}");
     assert!(log.iter().all(|entry| entry["verifiedWith"] == json!([0])), "{log:#?}");
     let nodes = deliveries(server.addr, &token, &endpoint).await;
     assert!(
