@@ -313,6 +313,14 @@ async fn write(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<bool, DbErr
         .filter(webhook_endpoint::Column::Enabled.eq(true))
         .all(&txn)
         .await?;
+    // Each endpoint's subscription read once, not once per event.
+    let endpoints: Vec<(webhook_endpoint::Model, Subscription)> = endpoints
+        .into_iter()
+        .map(|endpoint| {
+            let subscription = Subscription::of(&endpoint);
+            (endpoint, subscription)
+        })
+        .collect();
     let mut deliveries = Vec::new();
     let mut states = Vec::new();
     for id in ids {
@@ -325,8 +333,8 @@ async fn write(webhooks: &Webhooks, db: &Db, ids: &[Uuid]) -> Result<bool, DbErr
             continue;
         };
         for (event_type, message, payload) in events {
-            for endpoint in endpoints.iter().filter(|endpoint| endpoint.user_id == user) {
-                if Subscription::of(endpoint).wants(event_type, *id) {
+            for (endpoint, subscription) in &endpoints {
+                if endpoint.user_id == user && subscription.wants(event_type, *id) {
                     deliveries.push(outbox_row(endpoint, &message, event_type, &payload, at));
                 }
             }
